@@ -122,6 +122,8 @@ impl FileError {
             Some(libc::ENOENT) => FileProblem::Missing,
             // O_NOFOLLOW on a symlink fails with ELOOP.
             Some(libc::ELOOP) => FileProblem::Symlink,
+            Some(libc::EISDIR) => FileProblem::WrongType("directory"),
+            Some(libc::ENXIO) => FileProblem::WrongType("special file"),
             _ => FileProblem::Io(err),
         };
         Self::new(path, problem)
@@ -331,7 +333,12 @@ pub enum RenameStep {
     Renamed,
 }
 
-pub(crate) fn write_atomic_with(
+/// [`write_atomic`] with a hook called at each [`RenameStep`]; an error
+/// from the hook aborts the write there, as a failing disk would.
+///
+/// # Errors
+/// The I/O error or the hook's error.
+pub fn write_atomic_with(
     path: &Path,
     contents: &[u8],
     mode: u32,

@@ -21,7 +21,10 @@ impl std::error::Error for RandomUnavailable {}
 /// # Errors
 /// [`RandomUnavailable`] if the kernel refuses; callers fail closed.
 pub fn fill(buf: &mut [u8]) -> Result<(), RandomUnavailable> {
-    getrandom::getrandom(buf).map_err(|_| RandomUnavailable)
+    use rand_core::TryRngCore;
+    rand_core::OsRng
+        .try_fill_bytes(buf)
+        .map_err(|_| RandomUnavailable)
 }
 
 /// Returns `N` random bytes.

@@ -1,1 +1,321 @@
-//! (being written)
+//! A user's MFA state: devices, recovery codes, failures, last success.
+//!
+//! This is the plaintext that the store seals. Its binary layout is private
+//! to this module and versioned by the record format version in the sealed
+//! header; every field has a bound so a record always fits its slot.
+
+use std::fmt;
+
+use zeroize::Zeroizing;
+
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::recovery::{KdfParams, RecoveryHashes};
+use crate::totp::{Algorithm, TotpParams};
+
+/// Longest device name, in bytes.
+pub const MAX_DEVICE_NAME: usize = 64;
+/// Most devices one user may have.
+pub const MAX_DEVICES: usize = 8;
+/// Longest stored user name (informational; state is keyed by uid).
+pub const MAX_USERNAME: usize = 256;
+/// Longest stored PAM service name.
+pub const MAX_SERVICE: usize = 64;
+/// Longest stored remote host.
+pub const MAX_RHOST: usize = 255;
+/// Largest TOTP secret (512 bits).
+pub const MAX_SECRET: usize = 64;
+/// Most recovery-code hashes in a set.
+pub const MAX_RECOVERY_HASHES: usize = 64;
+
+/// One authenticator: a TOTP secret and its parameters.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Device {
+    /// The name the user gave it ("phone").
+    pub name: String,
+    /// The shared secret.
+    pub secret: Zeroizing<Vec<u8>>,
+    /// Algorithm, digits and period.
+    pub params: TotpParams,
+    /// When it was enrolled (Unix seconds).
+    pub created: u64,
+    /// The newest time step accepted from it; only newer steps are accepted.
+    pub last_used_step: Option<u64>,
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Device")
+            .field("name", &self.name)
+            .field("params", &self.params)
+            .field("created", &self.created)
+            .field("last_used_step", &self.last_used_step)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The last successful second factor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastSuccess {
+    /// When (Unix seconds).
+    pub time: u64,
+    /// The PAM service ("sshd", "sudo").
+    pub service: String,
+    /// The remote host PAM reported, if any (for the record only, never trusted).
+    pub rhost: String,
+}
+
+impl LastSuccess {
+    /// Records a success, cutting over-long names at a character boundary so
+    /// the record stays within its bounds.
+    pub fn new(time: u64, service: &str, rhost: &str) -> Self {
+        LastSuccess {
+            time,
+            service: truncate(service, MAX_SERVICE),
+            rhost: truncate(rhost, MAX_RHOST),
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// Everything pam_mfa knows about one enrolled user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The user name at enrollment, for administrators' eyes only.
+    pub username: String,
+    /// When the record was created (Unix seconds).
+    pub created: u64,
+    /// The user's authenticators.
+    pub devices: Vec<Device>,
+    /// The unused recovery codes, hashed.
+    pub recovery: Option<RecoveryHashes>,
+    /// Consecutive failed attempts since the last success or unlock.
+    pub failures: u32,
+    /// When the last failure happened (Unix seconds), for back-off.
+    pub last_failure: Option<u64>,
+    /// The last successful second factor.
+    pub last_success: Option<LastSuccess>,
+}
+
+/// A record whose fields break the format's bounds; it is never written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordTooLarge(pub &'static str);
+
+impl fmt::Display for RecordTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "record field out of bounds: {}", self.0)
+    }
+}
+
+impl std::error::Error for RecordTooLarge {}
+
+fn algorithm_code(a: Algorithm) -> u8 {
+    match a {
+        Algorithm::Sha1 => 1,
+        Algorithm::Sha256 => 2,
+        Algorithm::Sha512 => 3,
+    }
+}
+
+fn algorithm_from(code: u8) -> Result<Algorithm, DecodeError> {
+    match code {
+        1 => Ok(Algorithm::Sha1),
+        2 => Ok(Algorithm::Sha256),
+        3 => Ok(Algorithm::Sha512),
+        _ => Err(DecodeError("unknown algorithm")),
+    }
+}
+
+impl Record {
+    /// A new record for a user with no devices yet.
+    pub fn new(username: &str, created: u64) -> Self {
+        Record {
+            username: truncate(username, MAX_USERNAME),
+            created,
+            devices: Vec::new(),
+            recovery: None,
+            failures: 0,
+            last_failure: None,
+            last_success: None,
+        }
+    }
+
+    /// Finds a device by name.
+    pub fn device(&self, name: &str) -> Option<&Device> {
+        self.devices.iter().find(|d| d.name == name)
+    }
+
+    /// Unused recovery codes.
+    pub fn recovery_codes_left(&self) -> usize {
+        self.recovery.as_ref().map_or(0, RecoveryHashes::remaining)
+    }
+
+    /// Checks every bound the encoding relies on.
+    ///
+    /// # Errors
+    /// [`RecordTooLarge`] naming the field.
+    pub fn validate(&self) -> Result<(), RecordTooLarge> {
+        if self.username.len() > MAX_USERNAME {
+            return Err(RecordTooLarge("user name"));
+        }
+        if self.devices.len() > MAX_DEVICES {
+            return Err(RecordTooLarge("too many devices"));
+        }
+        for d in &self.devices {
+            if d.name.is_empty() || d.name.len() > MAX_DEVICE_NAME {
+                return Err(RecordTooLarge("device name"));
+            }
+            if d.secret.len() > MAX_SECRET || d.secret.is_empty() {
+                return Err(RecordTooLarge("device secret"));
+            }
+        }
+        if let Some(s) = &self.last_success {
+            if s.service.len() > MAX_SERVICE || s.rhost.len() > MAX_RHOST {
+                return Err(RecordTooLarge("last success"));
+            }
+        }
+        if let Some(r) = &self.recovery {
+            if r.hashes().len() > MAX_RECOVERY_HASHES {
+                return Err(RecordTooLarge("recovery codes"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes the record. The buffer is wiped when dropped.
+    ///
+    /// # Errors
+    /// [`RecordTooLarge`] if a bound is broken.
+    pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, RecordTooLarge> {
+        self.validate()?;
+        let mut w = Writer::new();
+        w.str(&self.username);
+        w.u64(self.created);
+        w.u32(self.failures);
+        w.opt_u64(self.last_failure);
+        match &self.last_success {
+            Some(s) => {
+                w.u8(1);
+                w.u64(s.time);
+                w.str(&s.service);
+                w.str(&s.rhost);
+            }
+            None => w.u8(0),
+        }
+        // Bounded by MAX_DEVICES above.
+        w.u8(u8::try_from(self.devices.len()).unwrap_or(u8::MAX));
+        for d in &self.devices {
+            w.str(&d.name);
+            w.bytes(&d.secret);
+            w.u8(algorithm_code(d.params.algorithm));
+            w.u8(d.params.digits);
+            w.u32(d.params.period);
+            w.u64(d.created);
+            w.opt_u64(d.last_used_step);
+        }
+        match &self.recovery {
+            Some(r) => {
+                w.u8(1);
+                w.raw(r.salt());
+                let p = r.params();
+                w.u32(p.memory_kib);
+                w.u32(p.iterations);
+                w.u32(p.parallelism);
+                w.u8(u8::try_from(r.hashes().len()).unwrap_or(u8::MAX));
+                for h in r.hashes() {
+                    w.raw(h);
+                }
+            }
+            None => w.u8(0),
+        }
+        Ok(w.finish())
+    }
+
+    /// Decodes a record, refusing anything malformed or out of bounds.
+    ///
+    /// # Errors
+    /// [`DecodeError`] naming the problem.
+    pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(buf);
+        let username = r.str(MAX_USERNAME)?;
+        let created = r.u64()?;
+        let failures = r.u32()?;
+        let last_failure = r.opt_u64()?;
+        let last_success = match r.u8()? {
+            0 => None,
+            1 => Some(LastSuccess {
+                time: r.u64()?,
+                service: r.str(MAX_SERVICE)?,
+                rhost: r.str(MAX_RHOST)?,
+            }),
+            _ => return Err(DecodeError("bad presence flag")),
+        };
+        let n = usize::from(r.u8()?);
+        if n > MAX_DEVICES {
+            return Err(DecodeError("too many devices"));
+        }
+        let mut devices = Vec::with_capacity(n);
+        for _ in 0..n {
+            let name = r.str(MAX_DEVICE_NAME)?;
+            let secret = Zeroizing::new(r.bytes(MAX_SECRET)?.to_vec());
+            let algorithm = algorithm_from(r.u8()?)?;
+            let digits = r.u8()?;
+            let period = r.u32()?;
+            if name.is_empty() || secret.is_empty() || !matches!(digits, 6..=8) || period == 0
+            {
+                return Err(DecodeError("device field out of range"));
+            }
+            devices.push(Device {
+                name,
+                secret,
+                params: TotpParams {
+                    algorithm,
+                    digits,
+                    period,
+                },
+                created: r.u64()?,
+                last_used_step: r.opt_u64()?,
+            });
+        }
+        let recovery = match r.u8()? {
+            0 => None,
+            1 => {
+                let salt = r.array::<16>()?;
+                let params = KdfParams {
+                    memory_kib: r.u32()?,
+                    iterations: r.u32()?,
+                    parallelism: r.u32()?,
+                };
+                let n = usize::from(r.u8()?);
+                if n > MAX_RECOVERY_HASHES {
+                    return Err(DecodeError("too many recovery codes"));
+                }
+                let mut hashes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    hashes.push(r.array::<32>()?);
+                }
+                Some(
+                    RecoveryHashes::from_parts(salt, params, hashes)
+                        .map_err(|_| DecodeError("recovery code parameters out of range"))?,
+                )
+            }
+            _ => return Err(DecodeError("bad presence flag")),
+        };
+        r.finish()?;
+        Ok(Record {
+            username,
+            created,
+            devices,
+            recovery,
+            failures,
+            last_failure,
+            last_success,
+        })
+    }
+}
