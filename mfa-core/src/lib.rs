@@ -14,6 +14,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod fsutil;
+pub mod input;
 pub mod keys;
 pub mod random;
 pub mod record;

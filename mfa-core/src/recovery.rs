@@ -1,1 +1,488 @@
-//! (being written)
+//! Single-use recovery codes: generated from the CSPRNG, shown once, stored
+//! only as Argon2id hashes.
+//!
+//! A code is [`DEFAULT_LENGTH`] characters of Crockford's base32 alphabet in
+//! lowercase (`0123456789abcdefghjkmnpqrstvwxyz`: no i, l, o or u, so nothing
+//! reads as another character or a word), 5 bits each, shown in groups of
+//! four: `7kq2-m9xd-4hfr` carries 60 bits.
+//!
+//! Codes carry fewer than 112 bits, so a fast hash would let whoever reads a
+//! record try every code offline; Argon2id makes each guess expensive. All
+//! codes of a set share one random salt, so checking a response costs one
+//! Argon2id evaluation however many codes are left, not one per code. The
+//! codes are independent random strings, so a shared salt tells an attacker
+//! nothing about one code from another.
+
+use std::fmt;
+
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
+use zeroize::Zeroizing;
+
+use crate::random::{self, RandomUnavailable};
+
+/// The characters of a code, in the order a random index picks them.
+pub const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+/// Characters per code by default: 60 bits.
+pub const DEFAULT_LENGTH: u8 = 12;
+/// The shortest code length: 50 bits, and longer than any TOTP code, so the
+/// two can never be confused.
+pub const MIN_LENGTH: u8 = 10;
+/// The longest code length: 160 bits.
+pub const MAX_LENGTH: u8 = 32;
+/// Codes per set by default.
+pub const DEFAULT_COUNT: u8 = 10;
+/// The most codes a set may hold.
+pub const MAX_CODES: usize = 64;
+
+const SALT_BYTES: usize = 16;
+const HASH_BYTES: usize = 32;
+const GROUP: usize = 4;
+
+/// Maps one typed character to its place in [`ALPHABET`], Crockford-style.
+fn canonical(b: u8) -> Option<u8> {
+    let c = b.to_ascii_lowercase();
+    match c {
+        b'o' => Some(b'0'),
+        b'i' | b'l' => Some(b'1'),
+        _ if ALPHABET.contains(&c) => Some(c),
+        _ => None,
+    }
+}
+
+fn is_separator(b: u8) -> bool {
+    b == b'-' || b == b' '
+}
+
+/// True if `b` may appear in a typed recovery code (a character that
+/// normalizes, or a separator). Lets the prompt tell "wrong length" from
+/// "not a code at all" in the log.
+pub(crate) fn is_code_character(b: u8) -> bool {
+    is_separator(b) || canonical(b).is_some()
+}
+
+/// A response normalized to the form recovery codes are hashed in:
+/// exactly the expected number of alphabet characters, lowercase, no
+/// separators. Whether it is one of the user's codes is for
+/// [`RecoveryHashes::find`] to say.
+pub struct Candidate(Zeroizing<String>);
+
+impl Candidate {
+    /// The normalized characters.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The normalized characters as bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Candidate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Candidate(..)")
+    }
+}
+
+/// Normalizes what a user typed into a recovery code candidate of `length`
+/// characters, or `None` if it cannot be one.
+///
+/// The rules, which are also what users are told:
+/// - ASCII only; any other byte means it is not a recovery code;
+/// - case does not matter (`7KQ2` is `7kq2`);
+/// - '-' and ' ' are separators and are dropped wherever they are;
+/// - as in Crockford's base32, `o` reads as `0`, and `i` and `l` read as `1`;
+/// - any other character (including `u`, tabs and newlines) means it is not
+///   a recovery code;
+/// - what is left must be exactly `length` characters, and `length` must be
+///   within [`MIN_LENGTH`]..=[`MAX_LENGTH`].
+pub fn normalize(input: &[u8], length: u8) -> Option<Candidate> {
+    if !(MIN_LENGTH..=MAX_LENGTH).contains(&length) {
+        return None;
+    }
+    let want = usize::from(length);
+    // Sized up front so no reallocation leaves a copy behind.
+    let mut out = Zeroizing::new(String::with_capacity(want));
+    for &b in input {
+        if is_separator(b) {
+            continue;
+        }
+        let c = canonical(b)?;
+        if out.len() == want {
+            return None;
+        }
+        out.push(char::from(c));
+    }
+    (out.len() == want).then_some(Candidate(out))
+}
+
+/// A freshly generated recovery code, to show the user once.
+pub struct RecoveryCode(Zeroizing<String>);
+
+impl RecoveryCode {
+    /// The code as shown to the user: groups of four joined by '-'
+    /// (`7kq2-m9xd-4hfr`).
+    pub fn display(&self) -> &str {
+        &self.0
+    }
+
+    /// The same grouped form as [`RecoveryCode::display`].
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RecoveryCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RecoveryCode(..)")
+    }
+}
+
+fn grouped(code: &str) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(code.len() + code.len() / GROUP));
+    for (i, c) in code.chars().enumerate() {
+        if i > 0 && i % GROUP == 0 {
+            out.push('-');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Argon2id cost settings for hashing recovery codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes over the memory.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for KdfParams {
+    /// OWASP's minimum for Argon2id: 19 MiB, 2 iterations, 1 lane.
+    fn default() -> Self {
+        KdfParams {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl KdfParams {
+    /// The least memory accepted, in KiB (Argon2's own floor).
+    pub const MIN_MEMORY_KIB: u32 = 8;
+    /// The most memory accepted, in KiB: 1 GiB, beyond which a login would
+    /// stall the host.
+    pub const MAX_MEMORY_KIB: u32 = 1_048_576;
+    /// The fewest iterations accepted.
+    pub const MIN_ITERATIONS: u32 = 1;
+    /// The most iterations accepted.
+    pub const MAX_ITERATIONS: u32 = 16;
+    /// The fewest lanes accepted.
+    pub const MIN_PARALLELISM: u32 = 1;
+    /// The most lanes accepted.
+    pub const MAX_PARALLELISM: u32 = 8;
+
+    /// Checks the settings against the bounds above, and that there are at
+    /// least 8 KiB of memory per lane, as Argon2 requires.
+    ///
+    /// # Errors
+    /// [`RecoveryError::BadKdfParams`] naming the setting out of range.
+    pub fn validate(self) -> Result<(), RecoveryError> {
+        let check = |setting: &'static str, value: u32, min: u32, max: u32| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(RecoveryError::BadKdfParams {
+                    setting,
+                    value,
+                    min,
+                    max,
+                })
+            }
+        };
+        check(
+            "parallelism",
+            self.parallelism,
+            Self::MIN_PARALLELISM,
+            Self::MAX_PARALLELISM,
+        )?;
+        check(
+            "iterations",
+            self.iterations,
+            Self::MIN_ITERATIONS,
+            Self::MAX_ITERATIONS,
+        )?;
+        check(
+            "memory_kib",
+            self.memory_kib,
+            Self::MIN_MEMORY_KIB.max(8 * self.parallelism),
+            Self::MAX_MEMORY_KIB,
+        )
+    }
+
+    fn argon2(self) -> Result<argon2::Argon2<'static>, RecoveryError> {
+        self.validate()?;
+        let params = argon2::Params::new(
+            self.memory_kib,
+            self.iterations,
+            self.parallelism,
+            Some(HASH_BYTES),
+        )
+        .map_err(|e| RecoveryError::Kdf(e.to_string()))?;
+        Ok(argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            params,
+        ))
+    }
+}
+
+/// Why recovery codes could not be generated or checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecoveryError {
+    /// Argon2id itself failed.
+    Kdf(String),
+    /// An Argon2id setting is outside the accepted range.
+    BadKdfParams {
+        /// The setting's name (`memory_kib`, `iterations`, `parallelism`).
+        setting: &'static str,
+        /// Its value.
+        value: u32,
+        /// The least accepted value.
+        min: u32,
+        /// The greatest accepted value.
+        max: u32,
+    },
+    /// A code length outside [`MIN_LENGTH`]..=[`MAX_LENGTH`].
+    BadLength(u8),
+    /// A set would hold no codes, or more than [`MAX_CODES`].
+    BadCount(usize),
+    /// The same hash appears twice in a set, so removing one would leave
+    /// the code usable a second time.
+    DuplicateHash,
+    /// The kernel gave no random bytes.
+    Random(RandomUnavailable),
+}
+
+impl fmt::Display for RecoveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecoveryError::Kdf(e) => write!(
+                f,
+                "hashing a recovery code with Argon2id failed ({e}); check the recovery code KDF settings"
+            ),
+            RecoveryError::BadKdfParams {
+                setting,
+                value,
+                min,
+                max,
+            } => write!(
+                f,
+                "recovery code KDF setting {setting} = {value} is outside {min}..={max}; set it within that range"
+            ),
+            RecoveryError::BadLength(length) => write!(
+                f,
+                "recovery codes have {MIN_LENGTH} to {MAX_LENGTH} characters, not {length}; fix the recovery code length"
+            ),
+            RecoveryError::BadCount(count) => write!(
+                f,
+                "a recovery code set holds 1 to {MAX_CODES} codes, not {count}; fix the recovery code count"
+            ),
+            RecoveryError::DuplicateHash => f.write_str(
+                "the recovery code set lists the same code twice, so the record is damaged; regenerate the recovery codes",
+            ),
+            RecoveryError::Random(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RecoveryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RecoveryError::Random(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<RandomUnavailable> for RecoveryError {
+    fn from(e: RandomUnavailable) -> Self {
+        RecoveryError::Random(e)
+    }
+}
+
+fn hash(
+    kdf: &argon2::Argon2<'_>,
+    salt: &[u8; SALT_BYTES],
+    code: &[u8],
+) -> Result<Zeroizing<[u8; HASH_BYTES]>, RecoveryError> {
+    let mut out = Zeroizing::new([0u8; HASH_BYTES]);
+    kdf.hash_password_into(code, salt, &mut out[..])
+        .map_err(|e| RecoveryError::Kdf(e.to_string()))?;
+    Ok(out)
+}
+
+/// The stored form of a user's remaining recovery codes: one salt and one
+/// Argon2id hash per unused code.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RecoveryHashes {
+    salt: [u8; SALT_BYTES],
+    params: KdfParams,
+    hashes: Vec<[u8; HASH_BYTES]>,
+}
+
+impl fmt::Debug for RecoveryHashes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The hashes are what an offline guesser needs; keep them out of logs.
+        f.debug_struct("RecoveryHashes")
+            .field("params", &self.params)
+            .field("remaining", &self.hashes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecoveryHashes {
+    /// Rebuilds a set from its stored parts, as read from a record.
+    ///
+    /// # Errors
+    /// [`RecoveryError::BadKdfParams`] for settings out of range,
+    /// [`RecoveryError::BadCount`] for more than [`MAX_CODES`] hashes,
+    /// [`RecoveryError::DuplicateHash`] if a hash repeats.
+    pub fn from_parts(
+        salt: [u8; SALT_BYTES],
+        params: KdfParams,
+        hashes: Vec<[u8; HASH_BYTES]>,
+    ) -> Result<Self, RecoveryError> {
+        params.validate()?;
+        if hashes.len() > MAX_CODES {
+            return Err(RecoveryError::BadCount(hashes.len()));
+        }
+        for (i, h) in hashes.iter().enumerate() {
+            if hashes[..i].contains(h) {
+                return Err(RecoveryError::DuplicateHash);
+            }
+        }
+        Ok(RecoveryHashes {
+            salt,
+            params,
+            hashes,
+        })
+    }
+
+    /// The salt all hashes of the set share.
+    pub fn salt(&self) -> &[u8; SALT_BYTES] {
+        &self.salt
+    }
+
+    /// The Argon2id settings the hashes were made with.
+    pub fn params(&self) -> KdfParams {
+        self.params
+    }
+
+    /// One hash per unused code.
+    pub fn hashes(&self) -> &[[u8; HASH_BYTES]] {
+        &self.hashes
+    }
+
+    /// How many codes are left.
+    pub fn remaining(&self) -> usize {
+        self.hashes.len()
+    }
+
+    /// The index of the unused code `candidate` is, if any.
+    ///
+    /// Costs one Argon2id evaluation, then compares against every hash in
+    /// constant time without stopping at a match, so neither the time nor
+    /// the work tells which code matched or how many are left.
+    ///
+    /// # Errors
+    /// [`RecoveryError`] if Argon2id fails; the caller denies.
+    pub fn find(&self, candidate: &Candidate) -> Result<Option<usize>, RecoveryError> {
+        let kdf = self.params.argon2()?;
+        let probe = hash(&kdf, &self.salt, candidate.as_bytes())?;
+        let mut found = Choice::from(0);
+        let mut index = 0u32;
+        for (i, stored) in (0u32..).zip(&self.hashes) {
+            let matches = stored[..].ct_eq(&probe[..]);
+            index.conditional_assign(&i, matches);
+            found |= matches;
+        }
+        if bool::from(found) {
+            Ok(usize::try_from(index).ok())
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Removes the code at `index` (from [`RecoveryHashes::find`]) so it
+    /// cannot be used again. Returns false, changing nothing, if `index` is
+    /// out of range; a caller that gets false must not grant.
+    pub fn remove(&mut self, index: usize) -> bool {
+        if index < self.hashes.len() {
+            self.hashes.remove(index);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn random_code(length: u8) -> Result<Zeroizing<String>, RandomUnavailable> {
+    let mut code = Zeroizing::new(String::with_capacity(usize::from(length)));
+    for _ in 0..length {
+        code.push(char::from(ALPHABET[random::index_below(ALPHABET.len())?]));
+    }
+    Ok(code)
+}
+
+/// Generates a set of `count` distinct codes of `length` characters from the
+/// kernel CSPRNG and their hashes under a fresh random salt.
+///
+/// The codes are returned to be shown once; only the hashes are kept.
+///
+/// # Errors
+/// [`RecoveryError::BadCount`], [`RecoveryError::BadLength`] or
+/// [`RecoveryError::BadKdfParams`] for settings out of range,
+/// [`RecoveryError::Random`] if the kernel gives no random bytes,
+/// [`RecoveryError::Kdf`] if Argon2id fails.
+pub fn generate(
+    count: u8,
+    length: u8,
+    params: KdfParams,
+) -> Result<(Vec<RecoveryCode>, RecoveryHashes), RecoveryError> {
+    if count == 0 || usize::from(count) > MAX_CODES {
+        return Err(RecoveryError::BadCount(usize::from(count)));
+    }
+    if !(MIN_LENGTH..=MAX_LENGTH).contains(&length) {
+        return Err(RecoveryError::BadLength(length));
+    }
+    let kdf = params.argon2()?;
+    let salt = random::bytes::<SALT_BYTES>()?;
+
+    let mut raw: Vec<Zeroizing<String>> = Vec::with_capacity(usize::from(count));
+    while raw.len() < usize::from(count) {
+        let code = random_code(length)?;
+        // Two equal codes would be one code that works twice.
+        if raw.iter().all(|c| c.as_str() != code.as_str()) {
+            raw.push(code);
+        }
+    }
+
+    let mut hashes = Vec::with_capacity(raw.len());
+    for code in &raw {
+        hashes.push(*hash(&kdf, &salt, code.as_bytes())?);
+    }
+    let codes = raw.iter().map(|c| RecoveryCode(grouped(c))).collect();
+    Ok((
+        codes,
+        RecoveryHashes {
+            salt,
+            params,
+            hashes,
+        },
+    ))
+}
