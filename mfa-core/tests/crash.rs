@@ -109,7 +109,8 @@ fn interrupted_commit_leaves_old_or_new(how: &str) {
         } else {
             assert!(stdout.contains("child: failed: "), "{step:?}: {stdout}");
         }
-        let user = f.store().open_user(UID, &f.keys).unwrap_or_else(|e| panic!("{step:?}: {e}"));
+        let store = f.store();
+        let user = store.open_user(UID, &f.keys).unwrap_or_else(|e| panic!("{step:?}: {e}"));
         let state = user.record().expect("still enrolled");
         assert!(*state == old || *state == new, "{step:?}: a state that was never committed");
         // Before anything reached the file, the old state must be intact.
@@ -127,7 +128,7 @@ fn interrupted_commit_leaves_old_or_new(how: &str) {
         }
         // A further commit works on top of whatever was left.
         drop(user);
-        let mut user = f.store().open_user(UID, &f.keys).unwrap();
+        let mut user = store.open_user(UID, &f.keys).unwrap();
         let again = next_state(user.record().unwrap());
         user.commit(&again, &f.keys).unwrap();
     }
