@@ -109,9 +109,18 @@ impl EventKind {
     pub fn severity(self) -> Severity {
         use EventKind::*;
         match self {
-            AuthSuccess | AuthSkipped | RecoveryCodeUsed | DeviceEnrolled | DeviceRemoved
-            | RecoveryCodesRegenerated | UserReset | UserUnlocked | KeyCreated | KeyRotated
-            | KeyRetired | RecordMigrated => Severity::Info,
+            AuthSuccess
+            | AuthSkipped
+            | RecoveryCodeUsed
+            | DeviceEnrolled
+            | DeviceRemoved
+            | RecoveryCodesRegenerated
+            | UserReset
+            | UserUnlocked
+            | KeyCreated
+            | KeyRotated
+            | KeyRetired
+            | RecordMigrated => Severity::Info,
             AuthFailure | AuthDenied | AuthNoConversation | AuthThrottled => Severity::Notice,
             AuthReplay | AuthLocked | PendingIgnored | ConfigFailure | KeyFailure
             | InternalError => Severity::Warning,
@@ -341,7 +350,9 @@ mod tests {
             line,
             r#"event=auth_failure user="x\x0aevent=auth_success uid=0" reason="wrong code""#
         );
-        let quoted = Event::new(EventKind::AuthFailure).user("a\"b\\c").to_string();
+        let quoted = Event::new(EventKind::AuthFailure)
+            .user("a\"b\\c")
+            .to_string();
         assert_eq!(quoted, r#"event=auth_failure user="a\"b\\c""#);
         let empty = Event::new(EventKind::AuthDenied).user("").to_string();
         assert_eq!(empty, r#"event=auth_denied user="""#);

@@ -222,7 +222,10 @@ pub fn check_dir(dir: &Path, trust: FileTrust, access: Access) -> Result<(), Fil
         return Err(FileError::new(dir, FileProblem::Symlink));
     }
     if !meta.is_dir() {
-        return Err(FileError::new(dir, FileProblem::WrongType(kind_name(&meta))));
+        return Err(FileError::new(
+            dir,
+            FileProblem::WrongType(kind_name(&meta)),
+        ));
     }
     check_owner_mode(dir, &meta, trust, access)
 }
@@ -261,7 +264,10 @@ pub(crate) fn check_open_file(
 ) -> Result<Metadata, FileError> {
     let meta = file.metadata().map_err(|e| FileError::io(path, e))?;
     if !meta.file_type().is_file() {
-        return Err(FileError::new(path, FileProblem::WrongType(kind_name(&meta))));
+        return Err(FileError::new(
+            path,
+            FileProblem::WrongType(kind_name(&meta)),
+        ));
     }
     check_owner_mode(path, &meta, trust, access)?;
     if meta.len() > max_size {

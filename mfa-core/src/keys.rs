@@ -446,7 +446,9 @@ impl MasterKey {
         uid: u32,
     ) -> Result<Zeroizing<Vec<u8>>, SealedError> {
         let mut r = Reader::new(sealed);
-        let header = r.raw(PENDING_HEADER_LEN).map_err(|_| SealedError::Malformed)?;
+        let header = r
+            .raw(PENDING_HEADER_LEN)
+            .map_err(|_| SealedError::Malformed)?;
         let mut h = Reader::new(header);
         if h.raw(8).map_err(|_| SealedError::Malformed)? != PENDING_MAGIC {
             return Err(SealedError::Malformed);
@@ -559,7 +561,9 @@ impl EnrollmentPublicKey {
             reason: reason.to_owned(),
         };
         let text = std::str::from_utf8(contents).map_err(|_| bad("not UTF-8"))?;
-        let mut lines = text.lines().filter(|l| !l.is_empty() && !l.starts_with('#'));
+        let mut lines = text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'));
         if lines.next() != Some(PUBLIC_HEADER) {
             return Err(bad("missing header `pam_mfa enrollment key v1`"));
         }
@@ -595,12 +599,12 @@ impl EnrollmentPublicKey {
     /// # Errors
     /// The write error.
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        fsutil::write_atomic(path, self.to_file_contents().as_bytes(), 0o644, true).map_err(
-            |err| KeyError::Write {
+        fsutil::write_atomic(path, self.to_file_contents().as_bytes(), 0o644, true).map_err(|err| {
+            KeyError::Write {
                 path: path.display().to_string(),
                 err,
-            },
-        )
+            }
+        })
     }
 
     /// Seals `plaintext` for `uid` so that only the holder of the master key
@@ -611,14 +615,13 @@ impl EnrollmentPublicKey {
     pub fn seal(&self, uid: u32, plaintext: &[u8]) -> Result<Vec<u8>, SealedError> {
         let pk = <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(&self.bytes)
             .map_err(|_| SealedError::SealFailed)?;
-        let (encapped, mut ctx) =
-            hpke::setup_sender::<AesGcm256, HkdfSha256, X25519HkdfSha256, _>(
-                &OpModeS::Base,
-                &pk,
-                HPKE_INFO,
-                &mut rand_core::UnwrapErr(rand_core::OsRng),
-            )
-            .map_err(|_| SealedError::SealFailed)?;
+        let (encapped, mut ctx) = hpke::setup_sender::<AesGcm256, HkdfSha256, X25519HkdfSha256, _>(
+            &OpModeS::Base,
+            &pk,
+            HPKE_INFO,
+            &mut rand_core::UnwrapErr(rand_core::OsRng),
+        )
+        .map_err(|_| SealedError::SealFailed)?;
         // The header (including the encapsulated key) is the AAD, so the uid
         // and generation cannot be changed without the seal failing.
         let mut w = Writer::new();

@@ -267,8 +267,7 @@ impl Record {
             let algorithm = algorithm_from(r.u8()?)?;
             let digits = r.u8()?;
             let period = r.u32()?;
-            if name.is_empty() || secret.is_empty() || !matches!(digits, 6..=8) || period == 0
-            {
+            if name.is_empty() || secret.is_empty() || !matches!(digits, 6..=8) || period == 0 {
                 return Err(DecodeError("device field out of range"));
             }
             devices.push(Device {

@@ -395,7 +395,9 @@ fn open_file_bytes(bytes: &[u8], uid: u32, keys: &MasterKey) -> Result<Opened, S
         || slot_size > MAX_SLOT
         || slot_size < HEADER_LEN + TAG_LEN
     {
-        return Err(corrupt("file size is not two whole slots (truncated or extended)"));
+        return Err(corrupt(
+            "file size is not two whole slots (truncated or extended)",
+        ));
     }
     let slots = [
         open_slot(&bytes[..slot_size], uid, keys),
@@ -604,8 +606,9 @@ impl Store {
             Err(e) if e.is_missing() => return Ok(state),
             Err(e) => return Err(StoreError::Unreadable(e)),
         };
-        let meta = fsutil::check_open_file(&path, &file, self.trust, Access::OwnerOnly, MAX_RECORD_FILE)
-            .map_err(StoreError::Unreadable)?;
+        let meta =
+            fsutil::check_open_file(&path, &file, self.trust, Access::OwnerOnly, MAX_RECORD_FILE)
+                .map_err(StoreError::Unreadable)?;
         let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
         let mut bytes = Zeroizing::new(vec![0u8; len]);
         file.read_exact_at(&mut bytes, 0)
@@ -707,9 +710,11 @@ impl UserState<'_> {
             .as_ref()
             .is_some_and(|f| HEADER_LEN + plaintext.len() + TAG_LEN <= f.slot_size);
         let result = if fits {
-            self.commit_in_place(&plaintext, keys).map(|()| CommitKind::InPlace)
+            self.commit_in_place(&plaintext, keys)
+                .map(|()| CommitKind::InPlace)
         } else {
-            self.rewrite_with(&plaintext, keys).map(|()| CommitKind::Rewritten)
+            self.rewrite_with(&plaintext, keys)
+                .map(|()| CommitKind::Rewritten)
         };
         match result {
             Ok(kind) => {
@@ -781,7 +786,9 @@ impl UserState<'_> {
         let key = keys.active_store_key();
         let slot_size = slot_size_for(plaintext.len());
         if slot_size > MAX_SLOT {
-            return Err(StoreError::TooLarge(RecordTooLarge("sealed record exceeds the slot limit")));
+            return Err(StoreError::TooLarge(RecordTooLarge(
+                "sealed record exceeds the slot limit",
+            )));
         }
         let seq = self.file.as_ref().map_or(1, |f| f.seq + 1);
         let mut contents = seal_slot(&key, self.uid, seq, plaintext, slot_size)?;

@@ -110,21 +110,32 @@ fn interrupted_commit_leaves_old_or_new(how: &str) {
             assert!(stdout.contains("child: failed: "), "{step:?}: {stdout}");
         }
         let store = f.store();
-        let user = store.open_user(UID, &f.keys).unwrap_or_else(|e| panic!("{step:?}: {e}"));
+        let user = store
+            .open_user(UID, &f.keys)
+            .unwrap_or_else(|e| panic!("{step:?}: {e}"));
         let state = user.record().expect("still enrolled");
-        assert!(*state == old || *state == new, "{step:?}: a state that was never committed");
+        assert!(
+            *state == old || *state == new,
+            "{step:?}: a state that was never committed"
+        );
         // Before anything reached the file, the old state must be intact.
         if matches!(
             step,
             CommitStep::BeforeSlotWrite
-                | CommitStep::Rename(RenameStep::TempCreated | RenameStep::TempWritten | RenameStep::TempSynced)
+                | CommitStep::Rename(
+                    RenameStep::TempCreated | RenameStep::TempWritten | RenameStep::TempSynced
+                )
         ) {
             assert_eq!(*state, old, "{step:?}");
         }
         // An injected error cleans up its temporary file; only a killed
         // process can leave one behind.
         if how == "fail" {
-            assert_eq!(leftovers(&f.root().join("users")), Vec::<PathBuf>::new(), "{step:?}");
+            assert_eq!(
+                leftovers(&f.root().join("users")),
+                Vec::<PathBuf>::new(),
+                "{step:?}"
+            );
         }
         // A further commit works on top of whatever was left.
         drop(user);
@@ -180,15 +191,30 @@ fn a_torn_slot_write_at_any_byte_leaves_the_previous_state() {
     let mut first = f.enroll(UID);
     first.devices[0].last_used_step = Some(1);
     let store = f.store();
-    store.open_user(UID, &f.keys).unwrap().commit(&first, &f.keys).unwrap();
+    store
+        .open_user(UID, &f.keys)
+        .unwrap()
+        .commit(&first, &f.keys)
+        .unwrap();
     let before = std::fs::read(f.record_path(UID)).unwrap();
     let second = next_state(&first);
-    store.open_user(UID, &f.keys).unwrap().commit(&second, &f.keys).unwrap();
+    store
+        .open_user(UID, &f.keys)
+        .unwrap()
+        .commit(&second, &f.keys)
+        .unwrap();
     let after = std::fs::read(f.record_path(UID)).unwrap();
     let slot = after.len() / 2;
     // The commit rewrote exactly one slot; find it.
-    let target = if before[..slot] == after[..slot] { slot } else { 0 };
-    assert_eq!(before[slot - target..2 * slot - target], after[slot - target..2 * slot - target]);
+    let target = if before[..slot] == after[..slot] {
+        slot
+    } else {
+        0
+    };
+    assert_eq!(
+        before[slot - target..2 * slot - target],
+        after[slot - target..2 * slot - target]
+    );
     for cut in (0..slot).step_by(7) {
         // Front written, rest old; and rest written, front old.
         let mut head = before.clone();
@@ -223,7 +249,14 @@ fn race_child(root: &Path, go: &Path, step: u64) {
     let code = code_at_step(SECRET, device.params, step);
     let code = parse_totp(code.as_bytes(), 6).expect("code");
     let now = step * u64::from(device.params.period);
-    match verify(&device.secret, device.params, 1, now, device.last_used_step, &code) {
+    match verify(
+        &device.secret,
+        device.params,
+        1,
+        now,
+        device.last_used_step,
+        &code,
+    ) {
         Verdict::Accepted { step } => {
             record.devices[0].last_used_step = Some(step);
             user.commit(&record, &f.keys).expect("commit");
@@ -250,7 +283,11 @@ fn two_processes_using_the_same_fresh_step_exactly_one_wins() {
         let go = f.root().join(format!("go-{round}"));
         let go_s = go.to_str().unwrap().to_owned();
         let step_s = step.to_string();
-        let vars = [("FIXTURE", root.as_str()), ("GO", go_s.as_str()), ("STEP", step_s.as_str())];
+        let vars = [
+            ("FIXTURE", root.as_str()),
+            ("GO", go_s.as_str()),
+            ("STEP", step_s.as_str()),
+        ];
         let test = "two_processes_using_the_same_fresh_step_exactly_one_wins";
         let a = spawn_child(test, "race", &vars);
         let b = spawn_child(test, "race", &vars);
@@ -259,9 +296,17 @@ fn two_processes_using_the_same_fresh_step_exactly_one_wins() {
         let said: Vec<String> = outs
             .iter()
             .map(|o| {
-                assert!(o.status.success(), "round {round}: {}", String::from_utf8_lossy(&o.stderr));
+                assert!(
+                    o.status.success(),
+                    "round {round}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
                 let s = String::from_utf8_lossy(&o.stdout);
-                s.lines().find(|l| l.starts_with("race: ")).unwrap_or("race: silent").to_owned()
+                // libtest prints "test <name> ... " before the child's own line.
+                ["race: won", "race: lost", "race: rejected"]
+                    .into_iter()
+                    .find(|w| s.contains(w))
+                    .map_or_else(|| format!("race: silent: {s}"), str::to_owned)
             })
             .collect();
         let won = said.iter().filter(|s| *s == "race: won").count();

@@ -25,7 +25,10 @@ fn a_created_key_file_loads_back_with_the_same_keys() {
     );
     assert_eq!(loaded.enrollment_public_key(), key.enrollment_public_key());
     let mode = std::fs::metadata(&path).unwrap().permissions();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
 }
 
 #[test]
@@ -35,9 +38,15 @@ fn init_refuses_to_overwrite_an_existing_key() {
     let first = MasterKey::generate(1).unwrap();
     first.create(&path).unwrap();
     let second = MasterKey::generate(2).unwrap();
-    assert!(matches!(second.create(&path), Err(KeyError::AlreadyExists(_))));
+    assert!(matches!(
+        second.create(&path),
+        Err(KeyError::AlreadyExists(_))
+    ));
     let kept = MasterKey::load(&path, trust()).unwrap();
-    assert_eq!(kept.active_store_key().bytes(), first.active_store_key().bytes());
+    assert_eq!(
+        kept.active_store_key().bytes(),
+        first.active_store_key().bytes()
+    );
 }
 
 #[test]
@@ -63,7 +72,9 @@ fn a_key_file_owned_by_someone_else_is_refused() {
     let me = nix::unistd::geteuid().as_raw();
     let other = FileTrust::insecure_owner_for_tests(me.wrapping_add(1));
     let err = MasterKey::load(&path, other).unwrap_err();
-    assert!(matches!(&err, KeyError::File(e) if matches!(e.problem, FileProblem::WrongOwner { .. })));
+    assert!(
+        matches!(&err, KeyError::File(e) if matches!(e.problem, FileProblem::WrongOwner { .. }))
+    );
 }
 
 #[test]
@@ -120,22 +131,48 @@ fn a_rotated_key_saves_and_loads_with_every_generation() {
     key.save(&path).unwrap();
     let loaded = MasterKey::load(&path, trust()).unwrap();
     assert_eq!(loaded.list(), key.list());
-    assert_eq!(loaded.store_key(1).unwrap().bytes(), key.store_key(1).unwrap().bytes());
+    assert_eq!(
+        loaded.store_key(1).unwrap().bytes(),
+        key.store_key(1).unwrap().bytes()
+    );
 }
 
 #[test]
 fn malformed_key_files_are_refused_with_the_line() {
-    let good = String::from_utf8(MasterKey::generate(1).unwrap().to_file_contents().to_vec()).unwrap();
-    let gen_line = good.lines().find(|l| l.starts_with("generation")).unwrap().to_owned();
+    let good =
+        String::from_utf8(MasterKey::generate(1).unwrap().to_file_contents().to_vec()).unwrap();
+    let gen_line = good
+        .lines()
+        .find(|l| l.starts_with("generation"))
+        .unwrap()
+        .to_owned();
     let cases = [
         ("", "missing header"),
         ("not a key\n", "missing header"),
         ("pam_mfa master key v1\n", "no `active`"),
-        (&*format!("pam_mfa master key v1\nactive 2\n{gen_line}\n"), "active generation is not"),
-        (&*format!("pam_mfa master key v1\nactive 1\n{gen_line}\n{gen_line}\n"), "line 4"),
-        (&*format!("pam_mfa master key v1\nactive 1\n{gen_line}\nbogus\n"), "unrecognised"),
-        (&*format!("pam_mfa master key v1\nactive 1\n{}\n", &gen_line[..gen_line.len() - 2]), "secret"),
-        (&*format!("pam_mfa master key v1\nactive 1\nactive 1\n{gen_line}\n"), "twice"),
+        (
+            &*format!("pam_mfa master key v1\nactive 2\n{gen_line}\n"),
+            "active generation is not",
+        ),
+        (
+            &*format!("pam_mfa master key v1\nactive 1\n{gen_line}\n{gen_line}\n"),
+            "line 4",
+        ),
+        (
+            &*format!("pam_mfa master key v1\nactive 1\n{gen_line}\nbogus\n"),
+            "unrecognised",
+        ),
+        (
+            &*format!(
+                "pam_mfa master key v1\nactive 1\n{}\n",
+                &gen_line[..gen_line.len() - 2]
+            ),
+            "secret",
+        ),
+        (
+            &*format!("pam_mfa master key v1\nactive 1\nactive 1\n{gen_line}\n"),
+            "twice",
+        ),
     ];
     for (text, expect) in cases {
         let err = MasterKey::parse(text.as_bytes(), "test.key").unwrap_err();
@@ -147,11 +184,20 @@ fn malformed_key_files_are_refused_with_the_line() {
 fn the_same_secret_always_derives_the_same_keys() {
     let key = MasterKey::generate(1).unwrap();
     let again = MasterKey::parse(&key.to_file_contents(), "k").unwrap();
-    assert_eq!(key.active_store_key().bytes(), again.active_store_key().bytes());
-    assert_eq!(key.active_store_key().check(), again.active_store_key().check());
+    assert_eq!(
+        key.active_store_key().bytes(),
+        again.active_store_key().bytes()
+    );
+    assert_eq!(
+        key.active_store_key().check(),
+        again.active_store_key().check()
+    );
     assert_eq!(key.enrollment_public_key(), again.enrollment_public_key());
     // Store key, key check and enrollment key are independent derivations.
-    assert_ne!(&key.active_store_key().bytes()[..8], &key.active_store_key().check());
+    assert_ne!(
+        &key.active_store_key().bytes()[..8],
+        &key.active_store_key().check()
+    );
 }
 
 #[test]
@@ -162,34 +208,60 @@ fn the_enrollment_public_key_file_round_trips() {
     let public = key.enrollment_public_key();
     public.save(&path).unwrap();
     let mode = std::fs::metadata(&path).unwrap().permissions();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o644);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o644
+    );
     assert_eq!(EnrollmentPublicKey::load(&path, trust()).unwrap(), public);
-    assert!(EnrollmentPublicKey::parse(b"pam_mfa enrollment key v1\ngeneration 1 zz\n", "p").is_err());
+    assert!(
+        EnrollmentPublicKey::parse(b"pam_mfa enrollment key v1\ngeneration 1 zz\n", "p").is_err()
+    );
 }
 
 #[test]
 fn a_sealed_enrollment_opens_only_for_its_uid_under_the_host_key() {
     let key = MasterKey::generate(1).unwrap();
-    let sealed = key.enrollment_public_key().seal(1000, b"device secret").unwrap();
-    assert_eq!(&**key.open_enrollment(&sealed, 1000).unwrap(), b"device secret");
-    assert_eq!(key.open_enrollment(&sealed, 1001), Err(SealedError::WrongUser));
+    let sealed = key
+        .enrollment_public_key()
+        .seal(1000, b"device secret")
+        .unwrap();
+    assert_eq!(
+        &**key.open_enrollment(&sealed, 1000).unwrap(),
+        b"device secret"
+    );
+    assert_eq!(
+        key.open_enrollment(&sealed, 1001),
+        Err(SealedError::WrongUser)
+    );
     let other_host = MasterKey::generate(1).unwrap();
-    assert_eq!(other_host.open_enrollment(&sealed, 1000), Err(SealedError::DoesNotOpen));
+    assert_eq!(
+        other_host.open_enrollment(&sealed, 1000),
+        Err(SealedError::DoesNotOpen)
+    );
 }
 
 #[test]
 fn a_tampered_sealed_enrollment_never_opens() {
     let key = MasterKey::generate(1).unwrap();
-    let sealed = key.enrollment_public_key().seal(1000, b"device secret").unwrap();
+    let sealed = key
+        .enrollment_public_key()
+        .seal(1000, b"device secret")
+        .unwrap();
     for i in 0..sealed.len() {
         for bit in [0x01u8, 0x80] {
             let mut bad = sealed.clone();
             bad[i] ^= bit;
-            assert!(key.open_enrollment(&bad, 1000).is_err(), "byte {i} bit {bit:#x}");
+            assert!(
+                key.open_enrollment(&bad, 1000).is_err(),
+                "byte {i} bit {bit:#x}"
+            );
         }
     }
     for len in 0..sealed.len() {
-        assert!(key.open_enrollment(&sealed[..len], 1000).is_err(), "truncated to {len}");
+        assert!(
+            key.open_enrollment(&sealed[..len], 1000).is_err(),
+            "truncated to {len}"
+        );
     }
 }
 
@@ -200,5 +272,8 @@ fn an_enrollment_sealed_to_a_retired_generation_names_it() {
     key.rotate(2).unwrap();
     assert_eq!(&**key.open_enrollment(&sealed, 7).unwrap(), b"x");
     key.retire(1).unwrap();
-    assert_eq!(key.open_enrollment(&sealed, 7), Err(SealedError::UnknownGeneration(1)));
+    assert_eq!(
+        key.open_enrollment(&sealed, 7),
+        Err(SealedError::UnknownGeneration(1))
+    );
 }

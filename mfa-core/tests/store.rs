@@ -8,7 +8,9 @@ use common::{sample_record, set_mode, Fixture};
 use mfa_core::fsutil::{FileProblem, FileTrust};
 use mfa_core::keys::MasterKey;
 use mfa_core::record::{LastSuccess, Record};
-use mfa_core::store::{decode_record_file, CommitKind, SlotFault, Store, StoreError, MAX_RECORD_FILE};
+use mfa_core::store::{
+    decode_record_file, CommitKind, SlotFault, Store, StoreError, MAX_RECORD_FILE,
+};
 
 const UID: u32 = 1000;
 
@@ -34,7 +36,10 @@ fn an_absent_record_means_not_enrolled() {
     let store = f.store();
     let user = store.open_user(UID, &f.keys).unwrap();
     assert!(user.record().is_none());
-    assert!(matches!(user.require_record(), Err(StoreError::NotEnrolled { uid: UID })));
+    assert!(matches!(
+        user.require_record(),
+        Err(StoreError::NotEnrolled { uid: UID })
+    ));
 }
 
 #[test]
@@ -47,7 +52,10 @@ fn an_enrolled_record_reads_back_exactly() {
     assert_eq!(user.generations(), &[1]);
     assert!(user.discarded_slot().is_none());
     let meta = std::fs::metadata(f.record_path(UID)).unwrap();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
 }
 
 #[test]
@@ -80,9 +88,15 @@ fn a_record_that_outgrows_its_slot_is_rewritten() {
         d.name = format!("device-{i}-{}", "x".repeat(50));
         record.devices.push(d);
     }
-    assert_eq!(user.commit(&record, &f.keys).unwrap(), CommitKind::Rewritten);
+    assert_eq!(
+        user.commit(&record, &f.keys).unwrap(),
+        CommitKind::Rewritten
+    );
     drop(user);
-    assert_eq!(store.open_user(UID, &f.keys).unwrap().record(), Some(&record));
+    assert_eq!(
+        store.open_user(UID, &f.keys).unwrap().record(),
+        Some(&record)
+    );
 }
 
 #[test]
@@ -92,7 +106,10 @@ fn a_record_breaking_a_bound_is_not_written() {
     let store = f.store();
     let mut user = store.open_user(UID, &f.keys).unwrap();
     record.devices[0].name = "n".repeat(65);
-    assert!(matches!(user.commit(&record, &f.keys), Err(StoreError::TooLarge(_))));
+    assert!(matches!(
+        user.commit(&record, &f.keys),
+        Err(StoreError::TooLarge(_))
+    ));
 }
 
 #[test]
@@ -110,7 +127,10 @@ fn records_survive_rotation_and_migrate_to_the_active_generation() {
     assert_eq!(user.generations(), &[2]);
     drop(user);
     f.keys.retire(1).unwrap();
-    assert_eq!(store.open_user(UID, &f.keys).unwrap().record(), Some(&record));
+    assert_eq!(
+        store.open_user(UID, &f.keys).unwrap().record(),
+        Some(&record)
+    );
 }
 
 #[test]
@@ -163,7 +183,10 @@ fn a_held_lock_makes_a_second_open_wait_then_fail() {
     let held = store.open_user(UID, &f.keys).unwrap();
     let impatient = f.store().with_lock_timeout(Duration::from_millis(150));
     let err = impatient.open_user(UID, &f.keys).unwrap_err();
-    assert!(matches!(err, StoreError::LockTimeout { uid: UID, .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::LockTimeout { uid: UID, .. }),
+        "{err}"
+    );
     // Other users are not affected.
     assert!(impatient.open_user(UID + 1, &f.keys).is_ok());
     drop(held);
@@ -184,15 +207,25 @@ fn a_symlinked_record_is_refused() {
     std::fs::rename(f.record_path(UID), &real).unwrap();
     std::os::unix::fs::symlink(&real, f.record_path(UID)).unwrap();
     let err = open_err(&f, &f.store());
-    assert!(matches!(&err, StoreError::Unreadable(e) if matches!(e.problem, FileProblem::Symlink)), "{err}");
+    assert!(
+        matches!(&err, StoreError::Unreadable(e) if matches!(e.problem, FileProblem::Symlink)),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_fifo_in_place_of_a_record_is_refused_without_hanging() {
     let f = Fixture::new();
-    nix::unistd::mkfifo(&f.record_path(UID), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    nix::unistd::mkfifo(
+        &f.record_path(UID),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
     let err = open_err(&f, &f.store());
-    assert!(matches!(&err, StoreError::Unreadable(e) if matches!(e.problem, FileProblem::WrongType(_))), "{err}");
+    assert!(
+        matches!(&err, StoreError::Unreadable(e) if matches!(e.problem, FileProblem::WrongType(_))),
+        "{err}"
+    );
 }
 
 #[test]
@@ -200,7 +233,10 @@ fn a_directory_in_place_of_a_record_is_refused() {
     let f = Fixture::new();
     std::fs::create_dir(f.record_path(UID)).unwrap();
     let err = open_err(&f, &f.store());
-    assert!(matches!(&err, StoreError::Unreadable(e) if matches!(e.problem, FileProblem::WrongType(_))), "{err}");
+    assert!(
+        matches!(&err, StoreError::Unreadable(e) if matches!(e.problem, FileProblem::WrongType(_))),
+        "{err}"
+    );
 }
 
 #[test]
@@ -210,7 +246,10 @@ fn a_record_readable_or_writable_by_others_is_refused() {
     for mode in [0o640, 0o604, 0o660, 0o606] {
         set_mode(&f.record_path(UID), mode);
         let err = open_err(&f, &f.store());
-        assert!(matches!(&err, StoreError::Unreadable(e) if matches!(e.problem, FileProblem::WrongMode { .. })), "{mode:o}: {err}");
+        assert!(
+            matches!(&err, StoreError::Unreadable(e) if matches!(e.problem, FileProblem::WrongMode { .. })),
+            "{mode:o}: {err}"
+        );
     }
 }
 
@@ -220,14 +259,28 @@ fn a_record_owned_by_someone_else_is_refused() {
     f.enroll(UID);
     // Expecting another owner exercises the same fstat check as a chown would.
     let me = nix::unistd::geteuid().as_raw();
-    let strict = Store::new(f.root().join("users"), FileTrust::insecure_owner_for_tests(me + 1));
+    let strict = Store::new(
+        f.root().join("users"),
+        FileTrust::insecure_owner_for_tests(me + 1),
+    );
     let err = strict.open_user(UID, &f.keys).unwrap_err();
-    assert!(matches!(err, StoreError::Directory(_) | StoreError::Unreadable(_)), "{err}");
+    assert!(
+        matches!(err, StoreError::Directory(_) | StoreError::Unreadable(_)),
+        "{err}"
+    );
     // With the directory trusted, the record's own owner check fires.
     if me == 0 {
-        nix::unistd::chown(&f.record_path(UID), Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+        nix::unistd::chown(
+            &f.record_path(UID),
+            Some(nix::unistd::Uid::from_raw(65534)),
+            None,
+        )
+        .unwrap();
         let err = open_err(&f, &f.store());
-        assert!(matches!(&err, StoreError::Unreadable(e) if matches!(e.problem, FileProblem::WrongOwner { .. })), "{err}");
+        assert!(
+            matches!(&err, StoreError::Unreadable(e) if matches!(e.problem, FileProblem::WrongOwner { .. })),
+            "{err}"
+        );
     }
 }
 
@@ -249,10 +302,16 @@ fn an_unsafe_state_directory_is_refused() {
 fn an_oversized_record_file_is_refused_before_reading() {
     let f = Fixture::new();
     f.enroll(UID);
-    let file = std::fs::OpenOptions::new().write(true).open(f.record_path(UID)).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(f.record_path(UID))
+        .unwrap();
     file.set_len(MAX_RECORD_FILE + 1).unwrap();
     let err = open_err(&f, &f.store());
-    assert!(matches!(&err, StoreError::Unreadable(e) if matches!(e.problem, FileProblem::TooLarge { .. })), "{err}");
+    assert!(
+        matches!(&err, StoreError::Unreadable(e) if matches!(e.problem, FileProblem::TooLarge { .. })),
+        "{err}"
+    );
 }
 
 // ---- SECURITY item 13: every corruption is refused, never "not enrolled" ----
@@ -314,7 +373,17 @@ fn a_record_under_another_master_key_is_wrong_key() {
     f.enroll(UID);
     let other = MasterKey::generate(1).unwrap();
     let err = f.store().open_user(UID, &other).unwrap_err();
-    assert!(matches!(err, StoreError::WrongKey { generation: 1, missing: false, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StoreError::WrongKey {
+                generation: 1,
+                missing: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -324,7 +393,17 @@ fn a_record_under_a_generation_the_key_file_lacks_is_wrong_key() {
     f.keys.rotate(1).unwrap();
     f.keys.retire(1).unwrap();
     let err = f.store().open_user(UID, &f.keys).unwrap_err();
-    assert!(matches!(err, StoreError::WrongKey { generation: 1, missing: true, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StoreError::WrongKey {
+                generation: 1,
+                missing: true,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -343,7 +422,10 @@ fn a_truncated_record_is_refused_at_every_length() {
     let (_, bytes, _, _) = two_states(&f);
     for len in 0..bytes.len() {
         let err = decode_record_file(&bytes[..len], UID, &f.keys).unwrap_err();
-        assert!(matches!(err, StoreError::Corrupt { .. }), "len {len}: {err}");
+        assert!(
+            matches!(err, StoreError::Corrupt { .. }),
+            "len {len}: {err}"
+        );
     }
 }
 
@@ -361,7 +443,10 @@ fn an_extended_record_is_refused() {
     let f = Fixture::new();
     let (_, mut bytes, _, _) = two_states(&f);
     bytes.extend_from_slice(&[0; 512]);
-    assert!(matches!(decode_record_file(&bytes, UID, &f.keys), Err(StoreError::Corrupt { .. })));
+    assert!(matches!(
+        decode_record_file(&bytes, UID, &f.keys),
+        Err(StoreError::Corrupt { .. })
+    ));
     let (_, mut bytes, _, _) = two_states(&Fixture::new());
     bytes.push(0);
     assert!(decode_record_file(&bytes, UID, &f.keys).is_err());
@@ -376,7 +461,10 @@ fn a_record_of_an_unknown_version_asks_for_an_upgrade() {
         bytes[start + 8..start + 10].copy_from_slice(&2u16.to_be_bytes());
     }
     let err = decode_record_file(&bytes, UID, &f.keys).unwrap_err();
-    assert!(matches!(err, StoreError::UnknownVersion { version: 2, .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::UnknownVersion { version: 2, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("upgrade"));
 }
 
@@ -385,9 +473,15 @@ fn a_file_of_zeros_or_garbage_is_corrupt() {
     let f = Fixture::new();
     let (_, bytes, _, _) = two_states(&f);
     let zeros = vec![0u8; bytes.len()];
-    assert!(matches!(decode_record_file(&zeros, UID, &f.keys), Err(StoreError::Corrupt { .. })));
+    assert!(matches!(
+        decode_record_file(&zeros, UID, &f.keys),
+        Err(StoreError::Corrupt { .. })
+    ));
     let garbage: Vec<u8> = (0..bytes.len()).map(|i| (i * 7 + 3) as u8).collect();
-    assert!(matches!(decode_record_file(&garbage, UID, &f.keys), Err(StoreError::Corrupt { .. })));
+    assert!(matches!(
+        decode_record_file(&garbage, UID, &f.keys),
+        Err(StoreError::Corrupt { .. })
+    ));
 }
 
 #[test]
@@ -398,14 +492,16 @@ fn swapping_slots_between_users_or_replaying_an_old_file_cannot_go_unnoticed() {
     // out of scope, but it is still only ever a state that was committed.
     assert_eq!(decode_record_file(&before, UID, &f.keys).unwrap().0, first);
     assert_eq!(decode_record_file(&after, UID, &f.keys).unwrap().0, second);
-    // Another user's slot spliced in is refused.
+    // A slot sealed under the same key for another user, spliced in, is refused.
     let g = Fixture::new();
-    std::fs::write(g.root().join("master.key.same"), f.keys.to_file_contents()).unwrap();
-    let g = Fixture { keys: MasterKey::parse(&f.keys.to_file_contents(), "k").unwrap(), ..g };
     let mut other = sample_record("bob");
     other.failures = 3;
     let store = g.store();
-    store.open_user(UID + 1, &g.keys).unwrap().rewrite(&other, &g.keys).unwrap();
+    store
+        .open_user(UID + 1, &f.keys)
+        .unwrap()
+        .rewrite(&other, &f.keys)
+        .unwrap();
     let bob = std::fs::read(g.record_path(UID + 1)).unwrap();
     assert_eq!(bob.len(), after.len());
     let slot = after.len() / 2;
@@ -413,5 +509,5 @@ fn swapping_slots_between_users_or_replaying_an_old_file_cannot_go_unnoticed() {
     spliced[..slot].copy_from_slice(&bob[..slot]);
     let (r, discarded) = decode_record_file(&spliced, UID, &f.keys).unwrap();
     assert_eq!(r, second);
-    assert!(matches!(discarded, Some(SlotFault::Corrupt(_))));
+    assert!(matches!(discarded, Some(SlotFault::Corrupt(_))), "{discarded:?}");
 }

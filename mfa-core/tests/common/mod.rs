@@ -29,7 +29,8 @@ impl Fixture {
         std::fs::create_dir(dir.path().join("users")).expect("state dir");
         set_mode(&dir.path().join("users"), 0o700);
         let keys = MasterKey::generate(1_700_000_000).expect("key");
-        keys.create(&dir.path().join("master.key")).expect("key file");
+        keys.create(&dir.path().join("master.key"))
+            .expect("key file");
         Fixture {
             root: dir.path().to_path_buf(),
             _dir: Some(dir),
