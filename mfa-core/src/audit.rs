@@ -76,7 +76,13 @@ pub enum EventKind {
 impl EventKind {
     /// The `event=` value.
     pub fn name(self) -> &'static str {
-        use EventKind::*;
+        use EventKind::{
+            AuthDenied, AuthFailure, AuthLocked, AuthNoConversation, AuthReplay, AuthSkipped,
+            AuthSuccess, AuthThrottled, ConfigFailure, DeviceEnrolled, DeviceRemoved,
+            InternalError, KeyCreated, KeyFailure, KeyRetired, KeyRotated, PendingIgnored,
+            RecordMigrated, RecordSlotDiscarded, RecoveryCodeUsed, RecoveryCodesRegenerated,
+            StoreFailure, UserReset, UserUnlocked,
+        };
         match self {
             AuthSuccess => "auth_success",
             AuthFailure => "auth_failure",
@@ -107,7 +113,13 @@ impl EventKind {
 
     /// How urgent it is.
     pub fn severity(self) -> Severity {
-        use EventKind::*;
+        use EventKind::{
+            AuthDenied, AuthFailure, AuthLocked, AuthNoConversation, AuthReplay, AuthSkipped,
+            AuthSuccess, AuthThrottled, ConfigFailure, DeviceEnrolled, DeviceRemoved,
+            InternalError, KeyCreated, KeyFailure, KeyRetired, KeyRotated, PendingIgnored,
+            RecordMigrated, RecordSlotDiscarded, RecoveryCodeUsed, RecoveryCodesRegenerated,
+            StoreFailure, UserReset, UserUnlocked,
+        };
         match self {
             AuthSuccess
             | AuthSkipped

@@ -316,7 +316,7 @@ pub fn read_trusted(
 }
 
 /// Writes `contents` to `path` atomically and durably: a new file created
-/// with O_EXCL and `mode` beside it, written, fsynced, renamed over `path`,
+/// with `O_EXCL` and `mode` beside it, written, fsynced, renamed over `path`,
 /// and the directory fsynced. The temporary file is removed on any error.
 /// With `replace == false` an existing `path` is an error (`AlreadyExists`).
 ///

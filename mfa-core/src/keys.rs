@@ -16,7 +16,7 @@
 //! older generation keep opening until they are migrated, and a generation
 //! can be retired once nothing uses it.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io;
 use std::path::Path;
 
@@ -321,9 +321,9 @@ impl MasterKey {
         s.push('\n');
         s.push_str("# Root only (0600). Without this file no enrolled user can log in;\n");
         s.push_str("# back it up where only root can read it. See pam_mfa(8).\n");
-        s.push_str(&format!("active {}\n", self.active));
+        let _ = writeln!(s, "active {}", self.active);
         for g in &self.generations {
-            s.push_str(&format!("generation {} created {} ", g.id, g.created));
+            let _ = write!(s, "generation {} created {} ", g.id, g.created);
             s.push_str(&hex_encode(g.secret.as_ref()));
             s.push('\n');
         }

@@ -360,8 +360,8 @@ struct Opened {
     discarded: Option<SlotFault>,
 }
 
-fn fault_to_error(uid: u32, fault: SlotFault) -> StoreError {
-    match fault {
+fn fault_to_error(uid: u32, fault: &SlotFault) -> StoreError {
+    match *fault {
         SlotFault::Corrupt(why) => StoreError::Corrupt {
             uid,
             reason: why.into(),
@@ -392,8 +392,7 @@ fn open_file_bytes(bytes: &[u8], uid: u32, keys: &MasterKey) -> Result<Opened, S
     let slot_size = bytes.len() / 2;
     if bytes.len() % 2 != 0
         || slot_size % SLOT_ALIGN != 0
-        || slot_size > MAX_SLOT
-        || slot_size < HEADER_LEN + TAG_LEN
+        || !(HEADER_LEN + TAG_LEN..=MAX_SLOT).contains(&slot_size)
     {
         return Err(corrupt(
             "file size is not two whole slots (truncated or extended)",
@@ -437,7 +436,7 @@ fn open_file_bytes(bytes: &[u8], uid: u32, keys: &MasterKey) -> Result<Opened, S
                 SlotFault::Corrupt(_) => 3,
             });
             return Err(match faults.into_iter().next() {
-                Some(f) => fault_to_error(uid, f),
+                Some(f) => fault_to_error(uid, &f),
                 None => corrupt("no sealed state in either slot"),
             });
         }
@@ -567,7 +566,7 @@ impl Store {
                     if waited >= self.lock_timeout {
                         return Err(StoreError::LockTimeout { uid, waited });
                     }
-                    std::thread::sleep(pause.min(self.lock_timeout - waited));
+                    std::thread::sleep(pause.min(self.lock_timeout.saturating_sub(waited)));
                     pause = (pause * 2).min(Duration::from_millis(50));
                     file = f;
                 }

@@ -477,7 +477,7 @@ fn a_file_of_zeros_or_garbage_is_corrupt() {
         decode_record_file(&zeros, UID, &f.keys),
         Err(StoreError::Corrupt { .. })
     ));
-    let garbage: Vec<u8> = (0..bytes.len()).map(|i| (i * 7 + 3) as u8).collect();
+    let garbage: Vec<u8> = (0..bytes.len()).map(|i| u8::try_from((i * 7 + 3) % 256).unwrap()).collect();
     assert!(matches!(
         decode_record_file(&garbage, UID, &f.keys),
         Err(StoreError::Corrupt { .. })
@@ -509,5 +509,8 @@ fn swapping_slots_between_users_or_replaying_an_old_file_cannot_go_unnoticed() {
     spliced[..slot].copy_from_slice(&bob[..slot]);
     let (r, discarded) = decode_record_file(&spliced, UID, &f.keys).unwrap();
     assert_eq!(r, second);
-    assert!(matches!(discarded, Some(SlotFault::Corrupt(_))), "{discarded:?}");
+    assert!(
+        matches!(discarded, Some(SlotFault::Corrupt(_))),
+        "{discarded:?}"
+    );
 }
