@@ -6,6 +6,9 @@
 //! code, a secret or a recovery code: there is no field that could hold one.
 
 use std::fmt::{self, Write as _};
+use std::io;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 
 /// How urgent an event is, mapped by the shells to syslog levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -332,6 +335,44 @@ impl fmt::Display for Event {
     }
 }
 
+/// The syslog facility of every event: authpriv, where sshd and sudo log.
+const LOG_AUTHPRIV: u8 = 10 << 3;
+
+impl Severity {
+    fn syslog_level(self) -> u8 {
+        match self {
+            Severity::Info => 6,
+            Severity::Notice => 5,
+            Severity::Warning => 4,
+            Severity::Alert => 1,
+        }
+    }
+}
+
+/// The datagram for `event`, as `<PRI>ident[pid]: event=...`. Without a
+/// timestamp the syslog daemon stamps it on receipt.
+pub fn syslog_datagram(ident: &str, pid: u32, event: &Event) -> String {
+    let pri = LOG_AUTHPRIV | event.severity().syslog_level();
+    format!("<{pri}>{ident}[{pid}]: {event}")
+}
+
+/// Sends `event` to the syslog socket at `socket` (normally `/dev/log`).
+///
+/// This talks to the socket directly instead of calling `openlog`, which
+/// would change the host program's syslog identity (sshd's, sudo's).
+///
+/// # Errors
+/// If there is no syslog daemon listening; the caller decides whether that
+/// matters (it does not change any decision).
+pub fn send_to(socket: &Path, ident: &str, event: &Event) -> io::Result<()> {
+    let sock = UnixDatagram::unbound()?;
+    sock.send_to(
+        syslog_datagram(ident, std::process::id(), event).as_bytes(),
+        socket,
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,6 +409,35 @@ mod tests {
         assert_eq!(quoted, r#"event=auth_failure user="a\"b\\c""#);
         let empty = Event::new(EventKind::AuthDenied).user("").to_string();
         assert_eq!(empty, r#"event=auth_denied user="""#);
+    }
+
+    #[test]
+    fn datagrams_carry_authpriv_and_the_severity() {
+        let e = Event::new(EventKind::AuthSuccess).user("alice");
+        assert_eq!(
+            syslog_datagram("pam_mfa", 42, &e),
+            "<86>pam_mfa[42]: event=auth_success user=alice"
+        );
+        let e = Event::new(EventKind::StoreFailure);
+        assert!(syslog_datagram("pam_mfa", 1, &e).starts_with("<81>"));
+    }
+
+    #[test]
+    fn events_reach_a_listening_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let sink = UnixDatagram::bind(&path).unwrap();
+        send_to(
+            &path,
+            "mfa-enroll",
+            &Event::new(EventKind::UserUnlocked).uid(7),
+        )
+        .unwrap();
+        let mut buf = [0u8; 512];
+        let n = sink.recv(&mut buf).unwrap();
+        let got = std::str::from_utf8(&buf[..n]).unwrap();
+        assert!(got.ends_with("]: event=user_unlocked uid=7"), "{got}");
+        assert!(got.starts_with("<86>mfa-enroll["), "{got}");
     }
 
     #[test]

@@ -22,8 +22,8 @@ pub const MAX_USERNAME: usize = 256;
 pub const MAX_SERVICE: usize = 64;
 /// Longest stored remote host.
 pub const MAX_RHOST: usize = 255;
-/// Largest TOTP secret (512 bits).
-pub const MAX_SECRET: usize = 64;
+/// Largest TOTP secret.
+pub const MAX_SECRET: usize = crate::totp::MAX_SECRET_BYTES;
 /// Most recovery-code hashes in a set.
 pub const MAX_RECOVERY_HASHES: usize = 64;
 

@@ -5,8 +5,7 @@ use std::process::Command;
 
 use mfa_core::input::parse_totp;
 use mfa_core::totp::{
-    base32_encode, code_at_step, generate_secret, time_step, verify, Algorithm, TotpParams,
-    Verdict,
+    base32_encode, code_at_step, generate_secret, time_step, verify, Algorithm, TotpParams, Verdict,
 };
 
 fn oathtool(secret_b32: &str, params: TotpParams, unix: u64) -> String {
@@ -29,13 +28,23 @@ fn oathtool(secret_b32: &str, params: TotpParams, unix: u64) -> String {
         ])
         .output()
         .expect("oathtool is installed (apt-get install oathtool; .ci/run does)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 #[test]
 fn generated_secrets_give_the_same_codes_as_oathtool() {
-    let times = [59, 1_111_111_109, 1_764_150_000, 2_147_483_647, 20_000_000_000];
+    let times = [
+        59,
+        1_111_111_109,
+        1_764_150_000,
+        2_147_483_647,
+        20_000_000_000,
+    ];
     for algorithm in [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512] {
         for digits in [6, 8] {
             for period in [30, 60] {

@@ -477,7 +477,9 @@ fn a_file_of_zeros_or_garbage_is_corrupt() {
         decode_record_file(&zeros, UID, &f.keys),
         Err(StoreError::Corrupt { .. })
     ));
-    let garbage: Vec<u8> = (0..bytes.len()).map(|i| u8::try_from((i * 7 + 3) % 256).unwrap()).collect();
+    let garbage: Vec<u8> = (0..bytes.len())
+        .map(|i| u8::try_from((i * 7 + 3) % 256).unwrap())
+        .collect();
     assert!(matches!(
         decode_record_file(&garbage, UID, &f.keys),
         Err(StoreError::Corrupt { .. })
