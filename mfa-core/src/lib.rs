@@ -14,6 +14,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod enrollment;
+pub mod flow;
 pub mod fsutil;
 pub mod input;
 pub mod keys;

@@ -1,0 +1,796 @@
+//! The login flow: what `pam_sm_authenticate` and `pam_sm_acct_mgmt` decide.
+//!
+//! The PAM module hands this module a [`Prompter`] (its conversation), a
+//! [`Directory`] (its name-service lookups), a [`Clock`] and the loaded
+//! [`Host`]; it gets back a [`Report`]: one typed [`Outcome`] and the audit
+//! events to log. Only the module turns outcomes into PAM return codes.
+//!
+//! The user's lock is never held while waiting for the user: the flow reads
+//! the record to decide what to ask, asks, then locks again, re-reads,
+//! verifies and commits before revealing anything (SECURITY item 10).
+
+use std::fmt;
+use std::path::Path;
+
+use zeroize::Zeroizing;
+
+use crate::audit::{Event, EventKind, Method};
+use crate::clock::Clock;
+use crate::config::{Config, NotConfigured};
+use crate::enrollment::{self, NewDevice};
+use crate::fsutil::FileTrust;
+use crate::input::{self, Input};
+use crate::keys::{KeyError, MasterKey};
+use crate::qr;
+use crate::record::{Device, LastSuccess, Record};
+use crate::store::{Store, StoreError, UserState};
+use crate::throttle::{self, Gate};
+use crate::totp::{self, Verdict};
+
+/// The prompt for a code.
+pub const CODE_PROMPT: &str = "Verification code: ";
+/// The prompt for the first code of a device being enrolled at login.
+pub const NEW_DEVICE_PROMPT: &str = "Verification code from the new app: ";
+/// The largest message Linux-PAM conversations carry in one piece.
+pub const MAX_MESSAGE: usize = 512;
+/// The name of a device enrolled inside the login conversation.
+pub const LOGIN_DEVICE_NAME: &str = "default";
+
+/// The conversation failed, was refused, or returned nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConversationFailed;
+
+/// How the flow talks to the person logging in.
+pub trait Prompter {
+    /// Asks with echo off; the answer is wiped when dropped.
+    ///
+    /// # Errors
+    /// [`ConversationFailed`] if there is no answer.
+    fn prompt(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationFailed>;
+    /// Shows informational text.
+    ///
+    /// # Errors
+    /// [`ConversationFailed`] if it could not be shown.
+    fn info(&mut self, text: &str) -> Result<(), ConversationFailed>;
+    /// Shows an error message.
+    ///
+    /// # Errors
+    /// [`ConversationFailed`] if it could not be shown.
+    fn error(&mut self, text: &str) -> Result<(), ConversationFailed>;
+}
+
+/// A user as the name service knows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Account {
+    /// The uid records are keyed by.
+    pub uid: u32,
+    /// The primary gid.
+    pub gid: u32,
+}
+
+/// Name-service lookups, asked only when a decision needs them.
+pub trait Directory {
+    /// The account named `user`, or `None` if there is none.
+    ///
+    /// # Errors
+    /// A description of the lookup failure (the flow fails closed).
+    fn account(&self, user: &str) -> Result<Option<Account>, String>;
+    /// The names of every group `user` belongs to.
+    ///
+    /// # Errors
+    /// A description of the lookup failure.
+    fn groups(&self, user: &str, account: Account) -> Result<Vec<String>, String>;
+}
+
+/// What was asked for: the user and service as PAM reported them.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// `PAM_USER` (untrusted).
+    pub user: &'a str,
+    /// `PAM_SERVICE`.
+    pub service: &'a str,
+    /// `PAM_RHOST`, for the log only.
+    pub rhost: Option<&'a str>,
+    /// `PAM_SILENT`: no informational messages.
+    pub silent: bool,
+}
+
+/// Configuration, key and store, loaded once per PAM call.
+pub struct Host {
+    /// The effective configuration.
+    pub config: Config,
+    /// The master key.
+    pub keys: MasterKey,
+    /// The record store.
+    pub store: Store,
+    /// The host name, the default issuer in authenticator apps.
+    pub hostname: String,
+}
+
+/// Why the host could not be set up; every case fails closed.
+#[derive(Debug)]
+pub enum HostError {
+    /// The master key is missing, unsafe or malformed.
+    Key(KeyError),
+    /// The state directory is missing or unsafe.
+    Store(StoreError),
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostError::Key(e) => write!(f, "{e}"),
+            HostError::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for HostError {}
+
+impl Host {
+    /// Loads the key and checks the state directory named in `config`.
+    ///
+    /// # Errors
+    /// [`HostError`] naming the file at fault.
+    pub fn open(config: Config, trust: FileTrust, hostname: &str) -> Result<Self, HostError> {
+        let keys = MasterKey::load(&config.paths.key_file, trust).map_err(HostError::Key)?;
+        let store = Store::new(&config.paths.state_dir, trust);
+        store.check_dir().map_err(HostError::Store)?;
+        Ok(Host {
+            config,
+            keys,
+            store,
+            hostname: hostname.to_owned(),
+        })
+    }
+
+    /// The path of the key file, for messages.
+    pub fn key_file(&self) -> &Path {
+        &self.config.paths.key_file
+    }
+}
+
+/// A device verified during authentication, to be committed in the account
+/// phase (only reached once the whole auth stack succeeded).
+pub struct PendingDevice {
+    uid: u32,
+    user: String,
+    device: Device,
+}
+
+impl fmt::Debug for PendingDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingDevice")
+            .field("uid", &self.uid)
+            .field("user", &self.user)
+            .field("device", &self.device)
+            .finish()
+    }
+}
+
+/// What the flow decided.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Verified and committed.
+    Success,
+    /// The module has nothing to say: not enrolled under `skip`, or exempt.
+    Ignore,
+    /// A new device was verified; keep it for the account phase.
+    EnrollmentVerified(Box<PendingDevice>),
+    /// The code was wrong, replayed or malformed (the failure is recorded).
+    WrongCode,
+    /// Refused by policy: not enrolled under `deny`, or an unknown user.
+    Denied,
+    /// Too many failures: back-off in force.
+    Throttled,
+    /// The hard cap was reached; an administrator must unlock.
+    Locked,
+    /// There was no conversation to ask with (`sudo -n`); nothing counted.
+    NoConversation,
+    /// The conversation failed or returned nothing.
+    ConversationFailed,
+    /// The record or store could not be used.
+    StoreUnavailable,
+    /// The name service failed.
+    DirectoryUnavailable,
+    /// Something that should not happen did.
+    Internal,
+}
+
+/// An outcome and the events to log for it.
+#[derive(Debug)]
+pub struct Report {
+    /// The decision.
+    pub outcome: Outcome,
+    /// One or more audit events, in order.
+    pub events: Vec<Event>,
+}
+
+/// What one answer amounts to: the verdict, how it was tried, which device
+/// matched, and recovery codes left if one was consumed (already removed
+/// from `record`).
+type Evaluation = (Verdict, Method, Option<usize>, Option<usize>);
+
+/// Checks an answer against the record, evaluating at most one TOTP window
+/// per device or one recovery-code hash.
+fn evaluate(
+    record: &mut Record,
+    answer: &[u8],
+    cfg: &Config,
+    now: u64,
+) -> Result<Evaluation, crate::recovery::RecoveryError> {
+    let digits = record
+        .devices
+        .first()
+        .map_or(cfg.totp.digits, |d| d.params.digits);
+    match input::classify(answer, digits, cfg.recovery.length) {
+        Input::Totp(code) => {
+            let mut found = (Verdict::Rejected, None);
+            for (i, d) in record.devices.iter().enumerate() {
+                let v = totp::verify(
+                    &d.secret,
+                    d.params,
+                    cfg.totp.window,
+                    now,
+                    d.last_used_step,
+                    &code,
+                );
+                match v {
+                    Verdict::Accepted { .. } => {
+                        found = (v, Some(i));
+                        break;
+                    }
+                    Verdict::Replayed { .. } if found.1.is_none() => found = (v, Some(i)),
+                    _ => {}
+                }
+            }
+            Ok((found.0, Method::Totp, found.1, None))
+        }
+        Input::Recovery(candidate) => {
+            let hit = match &record.recovery {
+                Some(r) => r.find(&candidate)?,
+                None => None,
+            };
+            Ok(match (hit, record.recovery.as_mut()) {
+                (Some(index), Some(r)) => {
+                    r.remove(index);
+                    let left = r.remaining();
+                    (
+                        Verdict::Accepted { step: 0 },
+                        Method::Recovery,
+                        None,
+                        Some(left),
+                    )
+                }
+                _ => (Verdict::Rejected, Method::Recovery, None, None),
+            })
+        }
+        // Malformed input is a guess like any other; the reason is not logged
+        // because it could hint at what was typed.
+        Input::Invalid(_) => Ok((Verdict::Rejected, Method::Totp, None, None)),
+    }
+}
+
+struct Flow<'a, P: Prompter, D: Directory, C: Clock> {
+    host: &'a Host,
+    req: Request<'a>,
+    prompter: Option<&'a mut P>,
+    dir: &'a D,
+    clock: &'a C,
+    events: Vec<Event>,
+}
+
+/// The longest user name looked up; anything else is treated as unknown.
+const MAX_USER: usize = 256;
+
+fn plausible_user(user: &str) -> bool {
+    !user.is_empty() && user.len() <= MAX_USER && !user.chars().any(char::is_control)
+}
+
+impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
+    fn event(&self, kind: EventKind) -> Event {
+        let mut e = Event::new(kind)
+            .user(self.req.user)
+            .service(self.req.service);
+        if let Some(r) = self.req.rhost {
+            e = e.rhost(r);
+        }
+        e
+    }
+
+    fn finish(mut self, outcome: Outcome, event: Event) -> Report {
+        self.events.push(event);
+        Report {
+            outcome,
+            events: self.events,
+        }
+    }
+
+    fn tell(&mut self, text: &str) {
+        if self.req.silent {
+            return;
+        }
+        if let Some(p) = self.prompter.as_mut() {
+            // Informational text is best effort; a failure here changes nothing.
+            let _ = p.info(text);
+        }
+    }
+
+    fn warn(&mut self, text: &str) {
+        if self.req.silent {
+            return;
+        }
+        if let Some(p) = self.prompter.as_mut() {
+            let _ = p.error(text);
+        }
+    }
+
+    fn ask(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, Outcome> {
+        match self.prompter.as_mut() {
+            None => Err(Outcome::NoConversation),
+            Some(p) => p.prompt(prompt).map_err(|_| Outcome::ConversationFailed),
+        }
+    }
+
+    /// The outcome and event if throttling refuses this attempt unevaluated.
+    fn closed_gate(&self, uid: u32, record: &Record, now: u64) -> Option<(Outcome, Event)> {
+        match throttle::gate(record, &self.host.config.throttle, now) {
+            Gate::Open => None,
+            Gate::Locked => Some((
+                Outcome::Locked,
+                self.event(EventKind::AuthLocked)
+                    .uid(uid)
+                    .reason("failure cap reached"),
+            )),
+            Gate::BackOff { .. } => Some((
+                Outcome::Throttled,
+                self.event(EventKind::AuthThrottled)
+                    .uid(uid)
+                    .reason("back-off in force"),
+            )),
+        }
+    }
+
+    fn store_failure(self, uid: u32, err: &StoreError) -> Report {
+        let e = self.event(EventKind::StoreFailure).uid(uid).reason(err);
+        self.finish(Outcome::StoreUnavailable, e)
+    }
+
+    fn open(&self, uid: u32) -> Result<UserState<'_>, StoreError> {
+        self.host.store.open_user(uid, &self.host.keys)
+    }
+
+    fn authenticate(mut self) -> Report {
+        if self.prompter.is_none() {
+            // sudo -n and friends: nothing can be asked, and nothing is counted.
+            let e = self.event(EventKind::AuthNoConversation);
+            return self.finish(Outcome::NoConversation, e);
+        }
+        let account = if plausible_user(self.req.user) {
+            match self.dir.account(self.req.user) {
+                Ok(a) => a,
+                Err(why) => {
+                    let e = self
+                        .event(EventKind::InternalError)
+                        .reason(format!("user lookup failed: {why}"));
+                    return self.finish(Outcome::DirectoryUnavailable, e);
+                }
+            }
+        } else {
+            None
+        };
+        let Some(account) = account else {
+            return self.unknown_user();
+        };
+        let groups = match self.groups(account) {
+            Ok(g) => g,
+            Err(why) => {
+                let e = self
+                    .event(EventKind::InternalError)
+                    .uid(account.uid)
+                    .reason(format!("group lookup failed: {why}"));
+                return self.finish(Outcome::DirectoryUnavailable, e);
+            }
+        };
+        let cfg = &self.host.config;
+        if groups.iter().any(|g| cfg.groups.exempt.contains(g)) {
+            let e = self
+                .event(EventKind::AuthSkipped)
+                .uid(account.uid)
+                .reason("member of an exempt group");
+            return self.finish(Outcome::Ignore, e);
+        }
+        let state = match self.open(account.uid) {
+            Ok(s) => s,
+            Err(err) => return self.store_failure(account.uid, &err),
+        };
+        let discarded = state.discarded_slot().cloned();
+        let record = state.record().cloned();
+        drop(state);
+        if let Some(fault) = discarded {
+            let e = self
+                .event(EventKind::RecordSlotDiscarded)
+                .uid(account.uid)
+                .reason(format!(
+                    "one slot unusable ({fault}); using the other. An interrupted commit or damage"
+                ));
+            self.events.push(e);
+        }
+        match record {
+            Some(record) => self.enrolled(account, &record),
+            None => self.not_enrolled(account, &groups),
+        }
+    }
+
+    fn groups(&self, account: Account) -> Result<Vec<String>, String> {
+        let g = &self.host.config.groups;
+        // Group lookups can scan all of /etc/group or reach LDAP: only when a rule needs them.
+        if g.exempt.is_empty() && g.require.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.dir.groups(self.req.user, account)
+    }
+
+    /// An unknown user sees the same prompt as anyone, then fails.
+    fn unknown_user(mut self) -> Report {
+        let outcome = match self.ask(CODE_PROMPT) {
+            Ok(_) => Outcome::Denied,
+            Err(o) => o,
+        };
+        let e = self.event(EventKind::AuthDenied).reason("unknown user");
+        self.finish(outcome, e)
+    }
+
+    fn enrolled(mut self, account: Account, record: &Record) -> Report {
+        let uid = account.uid;
+        let cfg = &self.host.config;
+        let now = self.clock.now();
+        if let Some((outcome, e)) = self.closed_gate(uid, record, now) {
+            let now_gate = throttle::gate(record, &cfg.throttle, now);
+            self.warn(&match now_gate {
+                Gate::BackOff { until } => format!(
+                    "Too many failed attempts: try again in {} seconds.",
+                    until - now
+                ),
+                _ => "Too many failed attempts: this account is locked. Ask an administrator to unlock it.".to_owned(),
+            });
+            return self.finish(outcome, e);
+        }
+        let remember = u64::from(cfg.service_policy(self.req.service).remember_seconds);
+        if remember > 0 {
+            if let Some(last) = &record.last_success {
+                if last.service == self.req.service
+                    && now >= last.time
+                    && now - last.time <= remember
+                {
+                    let e = self
+                        .event(EventKind::AuthSkipped)
+                        .uid(uid)
+                        .method(Method::Remembered)
+                        .reason("passed MFA recently on this service");
+                    return self.finish(Outcome::Success, e);
+                }
+            }
+        }
+        let answer = match self.ask(CODE_PROMPT) {
+            Ok(a) => a,
+            Err(o) => {
+                let e = self
+                    .event(EventKind::AuthFailure)
+                    .uid(uid)
+                    .reason("no answer from the conversation");
+                return self.finish(o, e);
+            }
+        };
+        self.verify_answer(uid, &answer)
+    }
+
+    /// Locks, re-reads, verifies and commits; only then reveals the result.
+    fn verify_answer(mut self, uid: u32, answer: &[u8]) -> Report {
+        let host = self.host;
+        let cfg = &host.config;
+        let now = self.clock.now();
+        let mut state = match host.store.open_user(uid, &host.keys) {
+            Ok(s) => s,
+            Err(err) => return self.store_failure(uid, &err),
+        };
+        let Some(mut record) = state.record().cloned() else {
+            // Reset by an administrator while the user was typing.
+            drop(state);
+            let e = self
+                .event(EventKind::AuthDenied)
+                .uid(uid)
+                .reason("record removed during login");
+            return self.finish(Outcome::Denied, e);
+        };
+        // Another session may have failed meanwhile: gate again under the lock.
+        if let Some((outcome, e)) = self.closed_gate(uid, &record, now) {
+            drop(state);
+            return self.finish(outcome, e);
+        }
+        let (verdict, method, device, remaining) = match evaluate(&mut record, answer, cfg, now) {
+            Ok(e) => e,
+            Err(err) => {
+                drop(state);
+                let e = self.event(EventKind::InternalError).uid(uid).reason(err);
+                return self.finish(Outcome::Internal, e);
+            }
+        };
+        let device_name = device.map(|i| record.devices[i].name.clone());
+        match verdict {
+            Verdict::Accepted { step } => {
+                if let (Method::Totp, Some(i)) = (method, device) {
+                    record.devices[i].last_used_step = Some(step);
+                }
+                throttle::clear(&mut record);
+                record.last_success = Some(LastSuccess::new(
+                    now,
+                    self.req.service,
+                    self.req.rhost.unwrap_or(""),
+                ));
+                if let Err(err) = state.commit(&record, &host.keys) {
+                    drop(state);
+                    return self.store_failure(uid, &err);
+                }
+                drop(state);
+                let mut e = self.event(EventKind::AuthSuccess).uid(uid).method(method);
+                if let Some(d) = &device_name {
+                    e = e.device(d);
+                }
+                if let Some(left) = remaining {
+                    e = e.remaining(left);
+                    self.events.push(
+                        self.event(EventKind::RecoveryCodeUsed)
+                            .uid(uid)
+                            .remaining(left),
+                    );
+                    self.tell(&format!(
+                        "Recovery code accepted. {left} recovery code{} left.{}",
+                        if left == 1 { "" } else { "s" },
+                        if left <= 2 {
+                            " Ask for new ones soon (mfa-enroll)."
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+                self.finish(Outcome::Success, e)
+            }
+            Verdict::Replayed { .. } | Verdict::Rejected => {
+                let replay = matches!(verdict, Verdict::Replayed { .. });
+                throttle::record_failure(&mut record, now);
+                if let Err(err) = state.commit(&record, &host.keys) {
+                    drop(state);
+                    return self.store_failure(uid, &err);
+                }
+                drop(state);
+                let kind = if replay {
+                    EventKind::AuthReplay
+                } else {
+                    EventKind::AuthFailure
+                };
+                let mut e = self.event(kind).uid(uid).method(method).reason(if replay {
+                    "code already used"
+                } else {
+                    "wrong code"
+                });
+                if let Some(d) = &device_name {
+                    e = e.device(d);
+                }
+                self.finish(Outcome::WrongCode, e)
+            }
+        }
+    }
+
+    fn not_enrolled(mut self, account: Account, groups: &[String]) -> Report {
+        let uid = account.uid;
+        let cfg = &self.host.config;
+        let mut policy = cfg.service_policy(self.req.service).not_configured;
+        if policy == NotConfigured::Skip && groups.iter().any(|g| cfg.groups.require.contains(g)) {
+            policy = cfg.groups.require_policy;
+        }
+        match policy {
+            NotConfigured::Skip => {
+                let e = self
+                    .event(EventKind::AuthSkipped)
+                    .uid(uid)
+                    .reason("not enrolled; policy skip");
+                self.finish(Outcome::Ignore, e)
+            }
+            NotConfigured::Deny => {
+                self.warn("A second factor is required, but none is set up for this account. Ask an administrator.");
+                let e = self
+                    .event(EventKind::AuthDenied)
+                    .uid(uid)
+                    .reason("not enrolled; policy deny");
+                self.finish(Outcome::Denied, e)
+            }
+            NotConfigured::Configure => self.enroll_at_login(uid),
+        }
+    }
+
+    fn enroll_at_login(mut self, uid: u32) -> Report {
+        let host = self.host;
+        let cfg = &host.config;
+        let now = self.clock.now();
+        let issuer = enrollment::issuer(cfg, &host.hostname);
+        let account = format!("{}@{}", self.req.user, host.hostname);
+        let new = match enrollment::new_device(cfg, LOGIN_DEVICE_NAME, &issuer, &account, now) {
+            Ok(n) => n,
+            Err(err) => {
+                let e = self.event(EventKind::InternalError).uid(uid).reason(err);
+                return self.finish(Outcome::Internal, e);
+            }
+        };
+        if let Err(outcome) = self.show_new_device(&new) {
+            let e = self
+                .event(EventKind::AuthFailure)
+                .uid(uid)
+                .method(Method::Enrollment)
+                .reason("conversation failed during enrollment");
+            return self.finish(outcome, e);
+        }
+        let answer = match self.ask(NEW_DEVICE_PROMPT) {
+            Ok(a) => a,
+            Err(o) => {
+                let e = self
+                    .event(EventKind::AuthFailure)
+                    .uid(uid)
+                    .method(Method::Enrollment)
+                    .reason("no answer from the conversation");
+                return self.finish(o, e);
+            }
+        };
+        let d = &new.device;
+        let verdict = input::parse_totp(&answer, d.params.digits)
+            .map_or(Verdict::Rejected, |code| {
+                totp::verify(&d.secret, d.params, cfg.totp.window, now, None, &code)
+            });
+        let Verdict::Accepted { step } = verdict else {
+            self.warn("That code does not match the new device. Nothing was saved; log in again to start over.");
+            let e = self
+                .event(EventKind::AuthFailure)
+                .uid(uid)
+                .method(Method::Enrollment)
+                .reason("wrong code for the new device");
+            return self.finish(Outcome::WrongCode, e);
+        };
+        let mut device = new.device;
+        device.last_used_step = Some(step);
+        let e = self
+            .event(EventKind::AuthSuccess)
+            .uid(uid)
+            .method(Method::Enrollment)
+            .device(&device.name)
+            .reason("new device verified; saved once the login completes");
+        let pending = PendingDevice {
+            uid,
+            user: self.req.user.to_owned(),
+            device,
+        };
+        self.finish(Outcome::EnrollmentVerified(Box::new(pending)), e)
+    }
+
+    fn show_new_device(&mut self, new: &NewDevice) -> Result<(), Outcome> {
+        let cfg = &self.host.config;
+        let Some(p) = self.prompter.as_mut() else {
+            return Err(Outcome::NoConversation);
+        };
+        let mut say = |text: &str| p.info(text).map_err(|_| Outcome::ConversationFailed);
+        say("This account needs a second factor. Scan the QR code below with an authenticator app (or type the secret), then enter the code it shows.")?;
+        // A QR code that cannot be drawn is no reason to stop: the secret follows.
+        for chunk in qr::chunk_lines(
+            &qr::render(&new.uri, cfg.enrollment.qr).unwrap_or_default(),
+            MAX_MESSAGE,
+        ) {
+            say(&chunk)?;
+        }
+        say(&format!("Secret: {}", new.secret_grouped.as_str()))?;
+        say(&format!("URI: {}", new.uri.as_str()))?;
+        Ok(())
+    }
+}
+
+/// Runs the authentication phase for `req`. `prompter` is `None` when PAM
+/// has no conversation function.
+pub fn authenticate<P: Prompter, D: Directory, C: Clock>(
+    host: &Host,
+    req: Request<'_>,
+    prompter: Option<&mut P>,
+    dir: &D,
+    clock: &C,
+) -> Report {
+    Flow {
+        host,
+        req,
+        prompter,
+        dir,
+        clock,
+        events: Vec::new(),
+    }
+    .authenticate()
+}
+
+/// The account phase: commits a device verified during authentication,
+/// then shows the new recovery codes. Without one it has nothing to do.
+pub fn complete_enrollment<P: Prompter, C: Clock>(
+    host: &Host,
+    req: Request<'_>,
+    pending: Option<PendingDevice>,
+    prompter: Option<&mut P>,
+    clock: &C,
+) -> Report {
+    let Some(pending) = pending else {
+        return Report {
+            outcome: Outcome::Success,
+            events: Vec::new(),
+        };
+    };
+    let mut base = Event::new(EventKind::DeviceEnrolled)
+        .user(req.user)
+        .service(req.service)
+        .uid(pending.uid)
+        .device(&pending.device.name)
+        .method(Method::Enrollment);
+    if let Some(r) = req.rhost {
+        base = base.rhost(r);
+    }
+    let fail = |outcome: Outcome, kind: EventKind, reason: String| Report {
+        outcome,
+        events: vec![Event {
+            kind,
+            ..base.clone()
+        }
+        .reason(reason)],
+    };
+    let now = clock.now();
+    let mut state = match host.store.open_user(pending.uid, &host.keys) {
+        Ok(s) => s,
+        Err(err) => {
+            return fail(
+                Outcome::StoreUnavailable,
+                EventKind::StoreFailure,
+                err.to_string(),
+            )
+        }
+    };
+    if state.record().is_some() {
+        return fail(
+            Outcome::Denied,
+            EventKind::AuthDenied,
+            "another enrollment finished first; log in again".into(),
+        );
+    }
+    let (codes, hashes) = match enrollment::new_recovery_codes(&host.config) {
+        Ok(c) => c,
+        Err(err) => return fail(Outcome::Internal, EventKind::InternalError, err.to_string()),
+    };
+    let mut record = Record::new(&pending.user, now);
+    record.devices.push(pending.device);
+    record.recovery = Some(hashes);
+    record.last_success = Some(LastSuccess::new(now, req.service, req.rhost.unwrap_or("")));
+    if let Err(err) = state.rewrite(&record, &host.keys) {
+        return fail(
+            Outcome::StoreUnavailable,
+            EventKind::StoreFailure,
+            err.to_string(),
+        );
+    }
+    drop(state);
+    if let Some(p) = prompter {
+        let mut text = String::from(
+            "Your device is set up. These recovery codes each work once if you lose it; store them somewhere safe now, they will not be shown again:",
+        );
+        for c in &codes {
+            text.push('\n');
+            text.push_str(c.display());
+        }
+        // The record is committed; a lost message is for the user to fix
+        // with `mfa-enroll`, not a reason to fail the login.
+        let _ = p.info(&text);
+    }
+    Report {
+        outcome: Outcome::Success,
+        events: vec![base],
+    }
+}

@@ -1,0 +1,616 @@
+//! The login flow with a scripted conversation, a fake name service and a
+//! fixed clock: every policy and path, without PAM.
+
+mod common;
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+
+use common::{trust, Fixture, SECRET};
+use mfa_core::audit::EventKind;
+use mfa_core::clock::FixedClock;
+use mfa_core::config::{Config, NotConfigured};
+use mfa_core::flow::{
+    self, Account, ConversationFailed, Directory, Host, Outcome, Prompter, Request, CODE_PROMPT,
+};
+use mfa_core::record::Record;
+use mfa_core::recovery::KdfParams;
+use mfa_core::totp::{base32_decode, code_at_step, time_step, TotpParams};
+use zeroize::Zeroizing;
+
+const UID: u32 = 1000;
+const NOW: u64 = 1_764_150_000;
+
+#[derive(Default)]
+struct Script {
+    answers: VecDeque<Option<Vec<u8>>>,
+    transcript: Vec<String>,
+}
+
+impl Script {
+    fn answering(answers: &[&[u8]]) -> Self {
+        Script {
+            answers: answers.iter().map(|a| Some(a.to_vec())).collect(),
+            transcript: Vec::new(),
+        }
+    }
+    fn prompts(&self) -> usize {
+        self.transcript
+            .iter()
+            .filter(|l| l.starts_with("prompt:"))
+            .count()
+    }
+    fn infos(&self) -> Vec<&str> {
+        self.transcript
+            .iter()
+            .filter_map(|l| l.strip_prefix("info:"))
+            .collect()
+    }
+}
+
+impl Prompter for Script {
+    fn prompt(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationFailed> {
+        self.transcript.push(format!("prompt:{prompt}"));
+        self.answers
+            .pop_front()
+            .flatten()
+            .map(Zeroizing::new)
+            .ok_or(ConversationFailed)
+    }
+    fn info(&mut self, text: &str) -> Result<(), ConversationFailed> {
+        self.transcript.push(format!("info:{text}"));
+        Ok(())
+    }
+    fn error(&mut self, text: &str) -> Result<(), ConversationFailed> {
+        self.transcript.push(format!("error:{text}"));
+        Ok(())
+    }
+}
+
+struct Users {
+    groups: Vec<String>,
+    group_lookups: Cell<u32>,
+}
+
+impl Users {
+    fn new(groups: &[&str]) -> Self {
+        Users {
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            group_lookups: Cell::new(0),
+        }
+    }
+}
+
+impl Directory for Users {
+    fn account(&self, user: &str) -> Result<Option<Account>, String> {
+        Ok(match user {
+            "alice" => Some(Account { uid: UID, gid: UID }),
+            "broken" => return Err("LDAP unreachable".into()),
+            _ => None,
+        })
+    }
+    fn groups(&self, _user: &str, _account: Account) -> Result<Vec<String>, String> {
+        self.group_lookups.set(self.group_lookups.get() + 1);
+        Ok(self.groups.clone())
+    }
+}
+
+struct World {
+    fixture: Fixture,
+    host: Host,
+}
+
+impl World {
+    fn new(edit: impl FnOnce(&mut Config)) -> Self {
+        let fixture = Fixture::new();
+        let mut config = Config::default();
+        config.paths.state_dir = fixture.root().join("users");
+        config.paths.key_file = fixture.root().join("master.key");
+        edit(&mut config);
+        let host = Host::open(config, trust(), "testhost").unwrap();
+        World { fixture, host }
+    }
+
+    fn enrolled(edit: impl FnOnce(&mut Config)) -> Self {
+        let w = Self::new(edit);
+        w.fixture.enroll(UID);
+        w
+    }
+
+    fn record(&self) -> Option<Record> {
+        let store = self.fixture.store();
+        let user = store.open_user(UID, &self.fixture.keys).unwrap();
+        user.record().cloned()
+    }
+
+    fn save(&self, record: &Record) {
+        let store = self.fixture.store();
+        let mut user = store.open_user(UID, &self.fixture.keys).unwrap();
+        user.rewrite(record, &self.fixture.keys).unwrap();
+    }
+
+    fn login(&self, user: &str, script: &mut Script, now: u64) -> (Outcome, Vec<EventKind>) {
+        self.login_with(user, "sshd", Some(script), &Users::new(&[]), now, false)
+    }
+
+    fn login_with(
+        &self,
+        user: &str,
+        service: &str,
+        script: Option<&mut Script>,
+        users: &Users,
+        now: u64,
+        silent: bool,
+    ) -> (Outcome, Vec<EventKind>) {
+        let req = Request {
+            user,
+            service,
+            rhost: Some("192.0.2.9"),
+            silent,
+        };
+        let report = flow::authenticate(&self.host, req, script, users, &FixedClock(now));
+        (
+            report.outcome,
+            report.events.iter().map(|e| e.kind).collect(),
+        )
+    }
+}
+
+fn code(now: u64) -> Vec<u8> {
+    code_at_step(SECRET, TotpParams::default(), time_step(now, 30))
+        .as_bytes()
+        .to_vec()
+}
+
+#[test]
+fn an_enrolled_user_with_the_right_code_succeeds_and_the_step_is_committed() {
+    let w = World::enrolled(|_| {});
+    let mut s = Script::answering(&[&code(NOW)]);
+    let (outcome, events) = w.login("alice", &mut s, NOW);
+    assert!(matches!(outcome, Outcome::Success), "{outcome:?}");
+    assert_eq!(events, [EventKind::AuthSuccess]);
+    assert_eq!(s.transcript, [format!("prompt:{CODE_PROMPT}")]);
+    let r = w.record().unwrap();
+    assert_eq!(r.devices[0].last_used_step, Some(time_step(NOW, 30)));
+    assert_eq!(r.last_success.unwrap().service, "sshd");
+}
+
+#[test]
+fn a_replayed_code_fails_and_counts() {
+    let w = World::enrolled(|_| {});
+    w.login("alice", &mut Script::answering(&[&code(NOW)]), NOW);
+    let (outcome, events) = w.login("alice", &mut Script::answering(&[&code(NOW)]), NOW + 5);
+    assert!(matches!(outcome, Outcome::WrongCode));
+    assert_eq!(events, [EventKind::AuthReplay]);
+    assert_eq!(w.record().unwrap().failures, 1);
+}
+
+#[test]
+fn an_older_code_after_a_newer_one_is_a_replay_even_when_the_clock_steps_back() {
+    let w = World::enrolled(|_| {});
+    w.login("alice", &mut Script::answering(&[&code(NOW)]), NOW);
+    let earlier = NOW - 30;
+    let (outcome, events) = w.login("alice", &mut Script::answering(&[&code(earlier)]), earlier);
+    assert!(matches!(outcome, Outcome::WrongCode));
+    assert_eq!(events, [EventKind::AuthReplay]);
+}
+
+#[test]
+fn a_wrong_code_fails_and_counts() {
+    let w = World::enrolled(|_| {});
+    let (outcome, events) = w.login("alice", &mut Script::answering(&[b"000000"]), NOW);
+    assert!(matches!(outcome, Outcome::WrongCode));
+    assert_eq!(events, [EventKind::AuthFailure]);
+    assert_eq!(w.record().unwrap().failures, 1);
+}
+
+#[test]
+fn malformed_input_is_refused_and_counted_as_a_guess() {
+    let w = World::enrolled(|c| {
+        c.throttle.backoff_after = 20;
+        c.throttle.lockout_after = 50;
+    });
+    let right = code(NOW);
+    let mut plus = b"+".to_vec();
+    plus.extend_from_slice(&right[1..]);
+    let mut newline = right.clone();
+    newline.push(b'\n');
+    let mut space = b" ".to_vec();
+    space.extend_from_slice(&right);
+    let mut nul = right.clone();
+    nul.insert(3, 0);
+    let huge = vec![b'1'; 1 << 20];
+    let fullwidth = "１２３４５６".as_bytes().to_vec();
+    let inputs: Vec<Vec<u8>> = vec![
+        plus,
+        newline,
+        space,
+        nul,
+        huge,
+        fullwidth,
+        b"0x1234".to_vec(),
+        Vec::new(),
+    ];
+    for (n, input) in inputs.iter().enumerate() {
+        let (outcome, _) = w.login("alice", &mut Script::answering(&[input]), NOW);
+        assert!(
+            matches!(outcome, Outcome::WrongCode),
+            "input {n}: {outcome:?}"
+        );
+    }
+    let failures = w.record().unwrap().failures;
+    assert_eq!(failures, u32::try_from(inputs.len()).unwrap());
+}
+
+#[test]
+fn a_recovery_code_works_once_and_says_how_many_are_left() {
+    let w = World::enrolled(|_| {});
+    let (codes, hashes) = mfa_core::recovery::generate(
+        3,
+        12,
+        KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+    )
+    .unwrap();
+    let mut r = w.record().unwrap();
+    r.recovery = Some(hashes);
+    w.save(&r);
+    let typed = codes[1].display().to_uppercase();
+    let mut s = Script::answering(&[typed.as_bytes()]);
+    let (outcome, events) = w.login("alice", &mut s, NOW);
+    assert!(matches!(outcome, Outcome::Success), "{outcome:?}");
+    assert_eq!(
+        events,
+        [EventKind::RecoveryCodeUsed, EventKind::AuthSuccess]
+    );
+    assert!(
+        s.infos()
+            .iter()
+            .any(|i| i.contains("2 recovery codes left")),
+        "{:?}",
+        s.transcript
+    );
+    assert_eq!(w.record().unwrap().recovery_codes_left(), 2);
+    let (outcome, _) = w.login(
+        "alice",
+        &mut Script::answering(&[typed.as_bytes()]),
+        NOW + 60,
+    );
+    assert!(matches!(outcome, Outcome::WrongCode));
+}
+
+#[test]
+fn no_conversation_denies_without_counting() {
+    let w = World::enrolled(|_| {});
+    let (outcome, events) = w.login_with("alice", "sudo", None, &Users::new(&[]), NOW, false);
+    assert!(matches!(outcome, Outcome::NoConversation));
+    assert_eq!(events, [EventKind::AuthNoConversation]);
+    assert_eq!(w.record().unwrap().failures, 0);
+}
+
+#[test]
+fn a_conversation_that_returns_nothing_fails_without_counting() {
+    let w = World::enrolled(|_| {});
+    let mut s = Script::default();
+    let (outcome, _) = w.login("alice", &mut s, NOW);
+    assert!(matches!(outcome, Outcome::ConversationFailed));
+    assert_eq!(w.record().unwrap().failures, 0);
+}
+
+#[test]
+fn an_unknown_user_is_prompted_then_denied() {
+    let w = World::new(|c| c.policy.not_configured = NotConfigured::Skip);
+    for user in ["mallory", "", "../x", &"u".repeat(300), "al\nice"] {
+        let mut s = Script::answering(&[b"123456"]);
+        let (outcome, events) = w.login(user, &mut s, NOW);
+        assert!(matches!(outcome, Outcome::Denied), "{user:?}: {outcome:?}");
+        assert_eq!(events, [EventKind::AuthDenied]);
+        assert_eq!(s.transcript, [format!("prompt:{CODE_PROMPT}")], "{user:?}");
+    }
+}
+
+#[test]
+fn a_failing_name_service_fails_closed() {
+    let w = World::new(|c| c.policy.not_configured = NotConfigured::Skip);
+    let (outcome, _) = w.login("broken", &mut Script::answering(&[b"123456"]), NOW);
+    assert!(matches!(outcome, Outcome::DirectoryUnavailable));
+}
+
+#[test]
+fn not_enrolled_under_skip_is_ignored_without_a_prompt() {
+    let w = World::new(|c| c.policy.not_configured = NotConfigured::Skip);
+    let mut s = Script::default();
+    let (outcome, events) = w.login("alice", &mut s, NOW);
+    assert!(matches!(outcome, Outcome::Ignore));
+    assert_eq!(events, [EventKind::AuthSkipped]);
+    assert!(s.transcript.is_empty());
+}
+
+#[test]
+fn not_enrolled_under_deny_is_denied_with_a_message() {
+    let w = World::new(|c| c.policy.not_configured = NotConfigured::Deny);
+    let mut s = Script::default();
+    let (outcome, events) = w.login("alice", &mut s, NOW);
+    assert!(matches!(outcome, Outcome::Denied));
+    assert_eq!(events, [EventKind::AuthDenied]);
+    assert!(s.transcript[0].starts_with("error:"));
+}
+
+#[test]
+fn a_corrupt_record_is_never_skipped() {
+    let w = World::enrolled(|c| c.policy.not_configured = NotConfigured::Skip);
+    std::fs::write(w.fixture.record_path(UID), vec![7u8; 1024]).unwrap();
+    let (outcome, events) = w.login("alice", &mut Script::answering(&[b"123456"]), NOW);
+    assert!(matches!(outcome, Outcome::StoreUnavailable), "{outcome:?}");
+    assert_eq!(events, [EventKind::StoreFailure]);
+}
+
+#[test]
+fn a_per_service_override_changes_the_policy_for_that_service_only() {
+    let w = World::new(|c| {
+        c.policy.not_configured = NotConfigured::Skip;
+        c.service.insert(
+            "sudo".into(),
+            mfa_core::config::ServiceOverride {
+                not_configured: Some(NotConfigured::Deny),
+                remember_seconds: None,
+            },
+        );
+    });
+    let users = Users::new(&[]);
+    let (ssh, _) = w.login_with(
+        "alice",
+        "sshd",
+        Some(&mut Script::default()),
+        &users,
+        NOW,
+        false,
+    );
+    let (sudo, _) = w.login_with(
+        "alice",
+        "sudo",
+        Some(&mut Script::default()),
+        &users,
+        NOW,
+        false,
+    );
+    assert!(matches!(ssh, Outcome::Ignore));
+    assert!(matches!(sudo, Outcome::Denied));
+}
+
+#[test]
+fn a_required_group_overrides_skip_and_an_exempt_group_skips_everything() {
+    let w = World::new(|c| {
+        c.policy.not_configured = NotConfigured::Skip;
+        c.groups.require = vec!["admins".into()];
+        c.groups.require_policy = NotConfigured::Deny;
+        c.groups.exempt = vec!["robots".into()];
+    });
+    let admin = Users::new(&["admins"]);
+    let (o, _) = w.login_with(
+        "alice",
+        "sshd",
+        Some(&mut Script::default()),
+        &admin,
+        NOW,
+        false,
+    );
+    assert!(matches!(o, Outcome::Denied));
+    w.fixture.enroll(UID);
+    let robot = Users::new(&["robots"]);
+    let mut s = Script::default();
+    let (o, events) = w.login_with("alice", "sshd", Some(&mut s), &robot, NOW, false);
+    assert!(matches!(o, Outcome::Ignore));
+    assert_eq!(events, [EventKind::AuthSkipped]);
+    assert!(s.transcript.is_empty());
+}
+
+#[test]
+fn groups_are_not_looked_up_when_no_rule_needs_them() {
+    let w = World::enrolled(|_| {});
+    let users = Users::new(&["admins"]);
+    w.login_with(
+        "alice",
+        "sshd",
+        Some(&mut Script::answering(&[&code(NOW)])),
+        &users,
+        NOW,
+        false,
+    );
+    assert_eq!(users.group_lookups.get(), 0);
+}
+
+#[test]
+fn back_off_refuses_without_evaluating_and_the_cap_locks_until_unlocked() {
+    let w = World::enrolled(|c| {
+        c.throttle.backoff_after = 2;
+        c.throttle.backoff_seconds = 60;
+        c.throttle.lockout_after = 4;
+    });
+    for i in 0..2 {
+        let (o, _) = w.login("alice", &mut Script::answering(&[b"000000"]), NOW + i);
+        assert!(matches!(o, Outcome::WrongCode));
+    }
+    // Third attempt within the back-off: refused, not evaluated, not counted,
+    // even with the right code.
+    let mut s = Script::answering(&[&code(NOW + 2)]);
+    let (o, events) = w.login("alice", &mut s, NOW + 2);
+    assert!(matches!(o, Outcome::Throttled), "{o:?}");
+    assert_eq!(events, [EventKind::AuthThrottled]);
+    assert_eq!(s.prompts(), 0);
+    assert_eq!(w.record().unwrap().failures, 2);
+    // After the back-off, two more failures reach the cap.
+    let (o, _) = w.login("alice", &mut Script::answering(&[b"000000"]), NOW + 100);
+    assert!(matches!(o, Outcome::WrongCode));
+    let (o, _) = w.login("alice", &mut Script::answering(&[b"000000"]), NOW + 1000);
+    assert!(matches!(o, Outcome::WrongCode));
+    let (o, events) = w.login(
+        "alice",
+        &mut Script::answering(&[&code(NOW + 99_999)]),
+        NOW + 99_999,
+    );
+    assert!(matches!(o, Outcome::Locked));
+    assert_eq!(events, [EventKind::AuthLocked]);
+    let mut r = w.record().unwrap();
+    mfa_core::throttle::clear(&mut r);
+    w.save(&r);
+    let (o, _) = w.login(
+        "alice",
+        &mut Script::answering(&[&code(NOW + 99_999)]),
+        NOW + 99_999,
+    );
+    assert!(matches!(o, Outcome::Success));
+}
+
+#[test]
+fn a_success_clears_the_failure_counter() {
+    let w = World::enrolled(|_| {});
+    w.login("alice", &mut Script::answering(&[b"000000"]), NOW);
+    w.login("alice", &mut Script::answering(&[&code(NOW)]), NOW);
+    assert_eq!(w.record().unwrap().failures, 0);
+}
+
+#[test]
+fn remember_skips_the_prompt_only_on_the_same_service_within_the_threshold() {
+    let w = World::enrolled(|c| c.policy.remember_seconds = 600);
+    w.login("alice", &mut Script::answering(&[&code(NOW)]), NOW);
+    let users = Users::new(&[]);
+    let mut s = Script::default();
+    let (o, _) = w.login_with("alice", "sshd", Some(&mut s), &users, NOW + 300, false);
+    assert!(matches!(o, Outcome::Success));
+    assert_eq!(s.prompts(), 0);
+    let mut s = Script::default();
+    let (o, _) = w.login_with("alice", "sudo", Some(&mut s), &users, NOW + 300, false);
+    assert!(matches!(o, Outcome::ConversationFailed));
+    assert_eq!(s.prompts(), 1);
+    let mut s = Script::default();
+    w.login_with("alice", "sshd", Some(&mut s), &users, NOW + 601, false);
+    assert_eq!(s.prompts(), 1);
+}
+
+#[test]
+fn silent_suppresses_messages_but_not_the_prompt() {
+    let w = World::new(|c| c.policy.not_configured = NotConfigured::Deny);
+    let mut s = Script::default();
+    let (o, _) = w.login_with("alice", "sshd", Some(&mut s), &Users::new(&[]), NOW, true);
+    assert!(matches!(o, Outcome::Denied));
+    assert!(s.transcript.is_empty());
+}
+
+/// Answers the new-device prompt with the code of the secret it was shown.
+struct Live<'a>(&'a mut Script);
+impl Prompter for Live<'_> {
+    fn prompt(&mut self, p: &str) -> Result<Zeroizing<Vec<u8>>, ConversationFailed> {
+        self.0.transcript.push(format!("prompt:{p}"));
+        let secret = secret_from_transcript(self.0);
+        Ok(Zeroizing::new(
+            code_at_step(&secret, TotpParams::default(), time_step(NOW, 30))
+                .as_bytes()
+                .to_vec(),
+        ))
+    }
+    fn info(&mut self, t: &str) -> Result<(), ConversationFailed> {
+        self.0.info(t)
+    }
+    fn error(&mut self, t: &str) -> Result<(), ConversationFailed> {
+        self.0.error(t)
+    }
+}
+
+fn secret_from_transcript(s: &Script) -> Vec<u8> {
+    let line = s
+        .infos()
+        .into_iter()
+        .find_map(|i| i.strip_prefix("Secret: "))
+        .expect("secret shown");
+    base32_decode(line).unwrap().to_vec()
+}
+
+#[test]
+fn configure_enrolls_in_the_conversation_and_commits_only_in_the_account_phase() {
+    let w = World::new(|c| c.policy.not_configured = NotConfigured::Configure);
+    let mut s = Script::default();
+    // Answer the new-device prompt with a code computed from the secret shown.
+    let req = Request {
+        user: "alice",
+        service: "sshd",
+        rhost: None,
+        silent: false,
+    };
+    let mut live = Live(&mut s);
+    let report = flow::authenticate(
+        &w.host,
+        req,
+        Some(&mut live),
+        &Users::new(&[]),
+        &FixedClock(NOW),
+    );
+    let Outcome::EnrollmentVerified(pending) = report.outcome else {
+        panic!("{:?}", report.outcome)
+    };
+    // The QR code arrived in messages of at most 512 bytes, then the secret and URI.
+    assert!(s.infos().iter().all(|i| i.len() <= 512));
+    assert!(s.infos().iter().any(|i| i.contains('█')));
+    assert!(s
+        .infos()
+        .iter()
+        .any(|i| i.starts_with("URI: otpauth://totp/testhost:alice%40testhost?")));
+    // Nothing is stored until the account phase.
+    assert!(w.record().is_none());
+    let mut after = Script::default();
+    let done = flow::complete_enrollment(
+        &w.host,
+        req,
+        Some(*pending),
+        Some(&mut after),
+        &FixedClock(NOW),
+    );
+    assert!(matches!(done.outcome, Outcome::Success));
+    assert_eq!(done.events[0].kind, EventKind::DeviceEnrolled);
+    let r = w.record().unwrap();
+    assert_eq!(r.devices.len(), 1);
+    assert_eq!(r.devices[0].last_used_step, Some(time_step(NOW, 30)));
+    assert_eq!(r.recovery_codes_left(), 10);
+    assert!(after.infos()[0].contains("recovery codes"));
+    assert_eq!(after.infos()[0].lines().count(), 11);
+}
+
+#[test]
+fn a_wrong_code_for_the_new_device_stores_nothing() {
+    let w = World::new(|c| c.policy.not_configured = NotConfigured::Configure);
+    let mut s = Script::answering(&[b"000000"]);
+    let (o, _) = w.login("alice", &mut s, NOW);
+    assert!(matches!(o, Outcome::WrongCode));
+    assert!(w.record().is_none());
+}
+
+#[test]
+fn an_abandoned_enrollment_leaves_nothing_behind() {
+    // The first factor failed after pam_mfa verified the device: PAM never
+    // calls the account phase, so the pending device is simply dropped.
+    let w = World::new(|c| c.policy.not_configured = NotConfigured::Configure);
+    let mut s = Script::default();
+    let (o, _) = w.login("alice", &mut s, NOW);
+    assert!(matches!(o, Outcome::ConversationFailed));
+    assert!(w.record().is_none());
+    assert!(!w.fixture.record_path(UID).exists());
+}
+
+#[test]
+fn the_account_phase_without_a_pending_device_does_nothing() {
+    let w = World::enrolled(|_| {});
+    let before = std::fs::read(w.fixture.record_path(UID)).unwrap();
+    let req = Request {
+        user: "alice",
+        service: "sshd",
+        rhost: None,
+        silent: false,
+    };
+    let r = flow::complete_enrollment::<Script, _>(&w.host, req, None, None, &FixedClock(NOW));
+    assert!(matches!(r.outcome, Outcome::Success));
+    assert!(r.events.is_empty());
+    assert_eq!(std::fs::read(w.fixture.record_path(UID)).unwrap(), before);
+}
