@@ -196,6 +196,9 @@ pub struct ThrottleConfig {
     /// Consecutive failures after which only an administrator can unlock.
     #[serde(deserialize_with = "ranged::<_, _, 1, 100>")]
     pub lockout_after: u32,
+    /// The delay PAM imposes after a failed login, in milliseconds (`pam_fail_delay`).
+    #[serde(deserialize_with = "ranged::<_, _, 0, 10_000>")]
+    pub fail_delay_ms: u32,
 }
 
 impl Default for ThrottleConfig {
@@ -205,6 +208,7 @@ impl Default for ThrottleConfig {
             backoff_seconds: 30,
             backoff_max_seconds: 900,
             lockout_after: 20,
+            fail_delay_ms: 2000,
         }
     }
 }
@@ -619,6 +623,10 @@ impl Config {
                 "throttle.lockout_after",
                 self.throttle.lockout_after.to_string(),
             ),
+            (
+                "throttle.fail_delay_ms",
+                self.throttle.fail_delay_ms.to_string(),
+            ),
             ("enrollment.qr", self.enrollment.qr.to_string()),
             (
                 "enrollment.pending_max_age",
@@ -825,6 +833,7 @@ const OVERLAY_KEYS: &[Setting] = &[
     Setting::new("throttle", "backoff_seconds", Kind::Integer),
     Setting::new("throttle", "backoff_max_seconds", Kind::Integer),
     Setting::new("throttle", "lockout_after", Kind::Integer),
+    Setting::new("throttle", "fail_delay_ms", Kind::Integer),
     Setting::new("enrollment", "qr", Kind::Text),
     Setting::new("enrollment", "pending_max_age", Kind::Integer),
     Setting::new("groups", "require", Kind::List),

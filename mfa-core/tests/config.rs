@@ -108,6 +108,7 @@ fn the_default_values_are_the_documented_ones() {
         ),
         (3, 30, 900, 20)
     );
+    assert_eq!(c.throttle.fail_delay_ms, 2000);
     assert_eq!(c.enrollment.qr, QrStyle::Utf8);
     assert_eq!(c.enrollment.pending_max_age, 86_400);
     assert!(c.groups.require.is_empty() && c.groups.exempt.is_empty());
@@ -151,6 +152,7 @@ backoff_after = 0
 backoff_seconds = 1
 backoff_max_seconds = 86400
 lockout_after = 100
+fail_delay_ms = 0
 
 [enrollment]
 qr = "none"
@@ -187,6 +189,7 @@ remember_seconds = 60
         ),
         (0, 1, 86_400, 100)
     );
+    assert_eq!(c.throttle.fail_delay_ms, 0);
     assert_eq!(c.enrollment.qr, QrStyle::None);
     assert_eq!(c.enrollment.pending_max_age, 60);
     assert_eq!(c.groups.require, ["wheel", "domain admins@example.com"]);
@@ -375,6 +378,8 @@ fn every_bounded_number_out_of_range_is_refused_not_clamped() {
         ("throttle", "backoff_max_seconds", "86401"),
         ("throttle", "lockout_after", "0"),
         ("throttle", "lockout_after", "101"),
+        ("throttle", "fail_delay_ms", "10001"),
+        ("throttle", "fail_delay_ms", "-1"),
         ("enrollment", "pending_max_age", "59"),
         ("enrollment", "pending_max_age", "2592001"),
         ("service.sshd", "remember_seconds", "2592001"),
