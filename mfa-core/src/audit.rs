@@ -74,6 +74,8 @@ pub enum EventKind {
     RecordMigrated,
     /// An internal error (including a caught panic).
     InternalError,
+    /// A line of the `debug` module option's output.
+    Debug,
 }
 
 impl EventKind {
@@ -81,7 +83,7 @@ impl EventKind {
     pub fn name(self) -> &'static str {
         use EventKind::{
             AuthDenied, AuthFailure, AuthLocked, AuthNoConversation, AuthReplay, AuthSkipped,
-            AuthSuccess, AuthThrottled, ConfigFailure, DeviceEnrolled, DeviceRemoved,
+            AuthSuccess, AuthThrottled, ConfigFailure, Debug, DeviceEnrolled, DeviceRemoved,
             InternalError, KeyCreated, KeyFailure, KeyRetired, KeyRotated, PendingIgnored,
             RecordMigrated, RecordSlotDiscarded, RecoveryCodeUsed, RecoveryCodesRegenerated,
             StoreFailure, UserReset, UserUnlocked,
@@ -111,6 +113,7 @@ impl EventKind {
             KeyRetired => "key_retired",
             RecordMigrated => "record_migrated",
             InternalError => "internal_error",
+            Debug => "debug",
         }
     }
 
@@ -118,7 +121,7 @@ impl EventKind {
     pub fn severity(self) -> Severity {
         use EventKind::{
             AuthDenied, AuthFailure, AuthLocked, AuthNoConversation, AuthReplay, AuthSkipped,
-            AuthSuccess, AuthThrottled, ConfigFailure, DeviceEnrolled, DeviceRemoved,
+            AuthSuccess, AuthThrottled, ConfigFailure, Debug, DeviceEnrolled, DeviceRemoved,
             InternalError, KeyCreated, KeyFailure, KeyRetired, KeyRotated, PendingIgnored,
             RecordMigrated, RecordSlotDiscarded, RecoveryCodeUsed, RecoveryCodesRegenerated,
             StoreFailure, UserReset, UserUnlocked,
@@ -135,7 +138,8 @@ impl EventKind {
             | KeyCreated
             | KeyRotated
             | KeyRetired
-            | RecordMigrated => Severity::Info,
+            | RecordMigrated
+            | Debug => Severity::Info,
             AuthFailure | AuthDenied | AuthNoConversation | AuthThrottled => Severity::Notice,
             AuthReplay | AuthLocked | PendingIgnored | ConfigFailure | KeyFailure
             | InternalError => Severity::Warning,

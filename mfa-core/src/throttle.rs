@@ -72,6 +72,7 @@ mod tests {
             backoff_seconds: 30,
             backoff_max_seconds: 100,
             lockout_after: 6,
+            fail_delay_ms: 0,
         }
     }
 
