@@ -628,6 +628,33 @@ impl Store {
         Ok(state)
     }
 
+    /// Deletes `uid`'s record under their lock without opening it, whatever
+    /// state it is in: the way out for a corrupt, foreign or unreadable
+    /// record (`mfa-enroll reset`). The lock file stays.
+    ///
+    /// # Errors
+    /// [`StoreError::Directory`], [`StoreError::LockTimeout`] or [`StoreError::Io`].
+    pub fn remove_user(&self, uid: u32) -> Result<(), StoreError> {
+        self.check_dir()?;
+        let _lock = self.lock(uid)?;
+        self.unlink_record(uid)
+    }
+
+    fn unlink_record(&self, uid: u32) -> Result<(), StoreError> {
+        let path = self.record_path(uid);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(StoreError::Io { path, err }),
+        }
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|err| StoreError::Io {
+                path: self.dir.clone(),
+                err,
+            })
+    }
+
     /// The uids that have a record file, in ascending order.
     ///
     /// # Errors
@@ -817,18 +844,7 @@ impl UserState<'_> {
     /// # Errors
     /// [`StoreError::Io`] if the file cannot be removed or the directory synced.
     pub fn remove(&mut self) -> Result<(), StoreError> {
-        let path = self.store.record_path(self.uid);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => return Err(StoreError::Io { path, err }),
-        }
-        File::open(&self.store.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|err| StoreError::Io {
-                path: self.store.dir.clone(),
-                err,
-            })?;
+        self.store.unlink_record(self.uid)?;
         self.file = None;
         self.record = None;
         self.generations.clear();
