@@ -324,30 +324,28 @@ impl Transcript {
     pub fn logs(&self) -> Vec<LogLine> {
         self.syslog.lines_since(self.syslog_start)
     }
-
-    /// Fails the test with `why`, showing everything.
-    pub fn fail(&self, why: &str) -> ! {
-        panic!("{why}\n{self}")
-    }
 }
 
 fn show_event(f: &mut fmt::Formatter<'_>, event: &Event) -> fmt::Result {
-    match event.as_message() {
-        Some(m) => writeln!(f, "  [call {}] {} {:?}", m.call, m.style.name(), m.msg),
-        None => match event {
-            Event::ConvError { call, reason } => {
-                writeln!(f, "  [call {call}] conversation fails: {reason}")
-            }
-            Event::FailDelay { usec, rc } => writeln!(
-                f,
-                "  fail delay of {usec} us requested (status {})",
-                PamCode(*rc)
-            ),
-            Event::OtherStyle { style, call } => {
-                writeln!(f, "  [call {call}] message of unsupported style {style}")
-            }
-            _ => writeln!(f, "  {event:?}"),
-        },
+    match event {
+        Event::ConvError { call, reason } => {
+            writeln!(f, "  [call {call}] conversation fails: {reason}")
+        }
+        Event::FailDelay { usec, rc } => writeln!(
+            f,
+            "  fail delay of {usec} us requested (status {})",
+            PamCode(*rc)
+        ),
+        Event::OtherStyle { style, call } => {
+            writeln!(f, "  [call {call}] message of unsupported style {style}")
+        }
+        Event::PromptEchoOff { msg, call }
+        | Event::PromptEchoOn { msg, call }
+        | Event::ErrorMsg { msg, call }
+        | Event::TextInfo { msg, call } => {
+            let style = event.as_message().map_or("?", |m| m.style.name());
+            writeln!(f, "  [call {call}] {style} {msg:?}")
+        }
     }
 }
 
