@@ -1,0 +1,230 @@
+//! pam-sandbox: runs a command in a private mount namespace in which
+//! `/etc/pam.d` is a test's own directory and `/dev/log` a test's own
+//! syslog socket. Nothing outside the namespace changes.
+//!
+//! ```text
+//! pam-sandbox [--pam-d DIR] [--dev-log SOCKET] [--bind SRC DST]... -- PROGRAM [ARG]...
+//! ```
+//!
+//! `/dev/log` often does not exist (no syslog daemon in a container) and a
+//! bind mount needs an existing target, so with `--dev-log` the namespace
+//! gets a fresh tmpfs on `/dev` that mirrors the host's `/dev` entry by
+//! entry (bind mounts and symlinks) plus `log`. Needs root.
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::symlink;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+
+const USAGE: &str = "\
+usage: pam-sandbox [--pam-d DIR] [--dev-log SOCKET] [--bind SRC DST]... -- PROGRAM [ARG]...
+
+Runs PROGRAM in a private mount namespace where DIR is bind-mounted on
+/etc/pam.d, SOCKET on /dev/log (in a private copy of /dev) and each SRC on
+its DST. Needs root.";
+
+struct Options {
+    pam_d: Option<PathBuf>,
+    dev_log: Option<PathBuf>,
+    binds: Vec<(PathBuf, PathBuf)>,
+    program: OsString,
+    args: Vec<OsString>,
+}
+
+impl Options {
+    fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Options, String> {
+        let mut pam_d = None;
+        let mut dev_log = None;
+        let mut binds = Vec::new();
+        loop {
+            let arg = args.next().ok_or("no program given")?;
+            let flag = arg.to_string_lossy().into_owned();
+            let mut path = || {
+                args.next()
+                    .map(PathBuf::from)
+                    .ok_or_else(|| format!("{flag} needs a path"))
+            };
+            match flag.as_str() {
+                "--pam-d" => pam_d = Some(path()?),
+                "--dev-log" => dev_log = Some(path()?),
+                "--bind" => {
+                    let src = path()?;
+                    binds.push((src, path()?));
+                }
+                "--" => break,
+                _ => return Err(format!("unknown argument {flag:?}")),
+            }
+        }
+        let program = args.next().ok_or("no program given")?;
+        Ok(Options {
+            pam_d,
+            dev_log,
+            binds,
+            program,
+            args: args.collect(),
+        })
+    }
+}
+
+fn bind(src: &Path, dst: &Path, recursive: bool) -> Result<(), String> {
+    let flags = if recursive {
+        MsFlags::MS_BIND | MsFlags::MS_REC
+    } else {
+        MsFlags::MS_BIND
+    };
+    mount(Some(src), dst, None::<&str>, flags, None::<&str>).map_err(|e| {
+        format!(
+            "cannot bind-mount {} on {}: {e}",
+            src.display(),
+            dst.display()
+        )
+    })
+}
+
+fn io_context<'a>(what: &'a str, path: &'a Path) -> impl FnOnce(std::io::Error) -> String + 'a {
+    move |e| format!("{what} {}: {e}", path.display())
+}
+
+/// Makes `dst` in the new `/dev` what `src` is in the host's.
+fn mirror(src: &Path, dst: &Path) -> Result<(), String> {
+    let kind = fs::symlink_metadata(src)
+        .map_err(io_context("cannot stat", src))?
+        .file_type();
+    if kind.is_symlink() {
+        let target = fs::read_link(src).map_err(io_context("cannot read", src))?;
+        symlink(&target, dst).map_err(io_context("cannot create", dst))
+    } else if kind.is_dir() {
+        fs::create_dir(dst).map_err(io_context("cannot create", dst))?;
+        bind(src, dst, true)
+    } else {
+        File::create(dst).map_err(io_context("cannot create", dst))?;
+        bind(src, dst, false)
+    }
+}
+
+/// Replaces `/dev` in this namespace by a tmpfs holding the host's entries
+/// (devices and directories bind-mounted, symlinks copied) and `log` bound
+/// to `socket`.
+fn private_dev(socket: &Path) -> Result<(), String> {
+    // Opened before the tmpfs hides it; reached through /proc afterwards.
+    let host = File::open("/dev").map_err(io_context("cannot open", Path::new("/dev")))?;
+    let host_dir = PathBuf::from(format!("/proc/self/fd/{}", host.as_raw_fd()));
+    mount(
+        Some("tmpfs"),
+        "/dev",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID,
+        Some("mode=0755"),
+    )
+    .map_err(|e| format!("cannot mount a tmpfs on /dev: {e}"))?;
+    let dev = Path::new("/dev");
+    let entries = fs::read_dir(&host_dir).map_err(io_context("cannot list", &host_dir))?;
+    for entry in entries {
+        let entry = entry.map_err(io_context("cannot list", &host_dir))?;
+        let name = entry.file_name();
+        if name == "log" {
+            continue;
+        }
+        // One odd device the host has must not stop every test: say so
+        // (it shows in the test's transcript) and go on.
+        if let Err(e) = mirror(&entry.path(), &dev.join(&name)) {
+            eprintln!("pam-sandbox: warning: {e}");
+        }
+    }
+    let log = dev.join("log");
+    File::create(&log).map_err(io_context("cannot create", &log))?;
+    bind(socket, &log, false)
+}
+
+fn enter(opts: &Options) -> Result<(), String> {
+    unshare(CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("cannot make a mount namespace (run as root): {e}"))?;
+    // Nothing mounted from here on may propagate back to the host.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("cannot make / private: {e}"))?;
+    if let Some(dir) = &opts.pam_d {
+        bind(dir, Path::new("/etc/pam.d"), false)?;
+    }
+    if let Some(socket) = &opts.dev_log {
+        private_dev(socket)?;
+    }
+    for (src, dst) in &opts.binds {
+        bind(src, dst, false)?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let opts = match Options::parse(std::env::args_os().skip(1)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("pam-sandbox: {e}\n\n{USAGE}");
+            return ExitCode::from(125);
+        }
+    };
+    if let Err(e) = enter(&opts) {
+        eprintln!("pam-sandbox: {e}");
+        return ExitCode::from(125);
+    }
+    let err = Command::new(&opts.program).args(&opts.args).exec();
+    eprintln!(
+        "pam-sandbox: cannot run {}: {err}",
+        opts.program.to_string_lossy()
+    );
+    ExitCode::from(127)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options, String> {
+        Options::parse(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn takes_mounts_then_the_command() {
+        let o = parse(&[
+            "--pam-d",
+            "/s/pam.d",
+            "--dev-log",
+            "/s/log",
+            "--bind",
+            "/s/sudoers",
+            "/etc/sudoers",
+            "--",
+            "pamtester",
+            "--",
+            "login",
+        ])
+        .unwrap();
+        assert_eq!(o.pam_d.as_deref(), Some(Path::new("/s/pam.d")));
+        assert_eq!(o.dev_log.as_deref(), Some(Path::new("/s/log")));
+        assert_eq!(
+            o.binds,
+            [(PathBuf::from("/s/sudoers"), PathBuf::from("/etc/sudoers"))]
+        );
+        assert_eq!(o.program, "pamtester");
+        assert_eq!(o.args, ["--", "login"]);
+    }
+
+    #[test]
+    fn refuses_a_missing_command_or_value() {
+        assert!(parse(&["--pam-d", "/x"]).is_err());
+        assert!(parse(&["--pam-d", "/x", "--"]).is_err());
+        assert!(parse(&["--bind", "/only-one"]).is_err());
+        assert!(parse(&["--mystery", "--", "true"]).is_err());
+    }
+}
