@@ -240,11 +240,11 @@ impl Sandbox {
 
     /// The PAM module built in this workspace, by absolute path.
     pub fn pam_mfa_module(&self) -> PathBuf {
-        let path = self.tools.artifact("libpam_mfa.so");
+        // Built by cargo before the tests, as a dependency of this crate.
+        let path = self.tools.artifact("deps/libpam_mfa.so");
         assert!(
             path.is_file(),
-            "{} is missing: build the module first (cargo build -p pam_mfa; \
-             cargo test --workspace builds it)",
+            "{} is missing: cargo test builds it as a dependency of pam-mfa-e2e",
             path.display()
         );
         path
