@@ -21,8 +21,10 @@ use crate::enrollment::{self, NewDevice};
 use crate::fsutil::FileTrust;
 use crate::input::{self, Input};
 use crate::keys::{KeyError, MasterKey};
+use crate::pending;
 use crate::qr;
-use crate::record::{Device, LastSuccess, Record};
+use crate::record::{Device, LastSuccess, Record, MAX_DEVICES};
+use crate::recovery::RecoveryHashes;
 use crate::store::{Store, StoreError, UserState};
 use crate::throttle::{self, Gate};
 use crate::totp::{self, Verdict};
@@ -105,6 +107,8 @@ pub struct Host {
     pub store: Store,
     /// The host name, the default issuer in authenticator apps.
     pub hostname: String,
+    /// Who must own the files the flow trusts.
+    pub trust: FileTrust,
 }
 
 /// Why the host could not be set up; every case fails closed.
@@ -141,6 +145,7 @@ impl Host {
             keys,
             store,
             hostname: hostname.to_owned(),
+            trust,
         })
     }
 
@@ -156,6 +161,10 @@ pub struct PendingDevice {
     uid: u32,
     user: String,
     device: Device,
+    /// Recovery codes the user already saw (self-service); `None` makes new ones.
+    recovery: Option<RecoveryHashes>,
+    /// The spool file to delete once committed (self-service).
+    spool: Option<pending::Found>,
 }
 
 impl fmt::Debug for PendingDevice {
@@ -164,7 +173,8 @@ impl fmt::Debug for PendingDevice {
             .field("uid", &self.uid)
             .field("user", &self.user)
             .field("device", &self.device)
-            .finish()
+            .field("spool", &self.spool.as_ref().map(|f| &f.path))
+            .finish_non_exhaustive()
     }
 }
 
@@ -278,6 +288,7 @@ struct Flow<'a, P: Prompter, D: Directory, C: Clock> {
     dir: &'a D,
     clock: &'a C,
     events: Vec<Event>,
+    pending: Option<pending::Found>,
 }
 
 /// The longest user name looked up; anything else is treated as unknown.
@@ -416,9 +427,42 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
                 ));
             self.events.push(e);
         }
+        self.pending = self.search_pending(account.uid);
         match record {
             Some(record) => self.enrolled(account, &record),
             None => self.not_enrolled(account, &groups),
+        }
+    }
+
+    /// Looks for the user's self-service enrollment; everything passed over
+    /// is logged, and a broken spool only disables the feature.
+    fn search_pending(&mut self, uid: u32) -> Option<pending::Found> {
+        let host = self.host;
+        let cfg = &host.config;
+        let search = pending::find(
+            &cfg.paths.spool_dir,
+            uid,
+            &host.keys,
+            host.trust,
+            u64::from(cfg.enrollment.pending_max_age),
+            self.clock.now(),
+        );
+        match search {
+            Ok(search) => {
+                for ignored in search.ignored {
+                    let e = self
+                        .event(EventKind::PendingIgnored)
+                        .uid(uid)
+                        .reason(format!("{}: {}", ignored.path.display(), ignored.reason));
+                    self.events.push(e);
+                }
+                search.found
+            }
+            Err(err) => {
+                let e = self.event(EventKind::PendingIgnored).uid(uid).reason(err);
+                self.events.push(e);
+                None
+            }
         }
     }
 
@@ -554,7 +598,14 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
                         }
                     ));
                 }
-                self.finish(Outcome::Success, e)
+                self.events.push(e);
+                if let Some(found) = self.pending.take() {
+                    self.activate_after_factor(uid, &found);
+                }
+                Report {
+                    outcome: Outcome::Success,
+                    events: self.events,
+                }
             }
             Verdict::Replayed { .. } | Verdict::Rejected => {
                 let replay = matches!(verdict, Verdict::Replayed { .. });
@@ -589,6 +640,21 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         if policy == NotConfigured::Skip && groups.iter().any(|g| cfg.groups.require.contains(g)) {
             policy = cfg.groups.require_policy;
         }
+        if let Some(found) = self.pending.take() {
+            match found.pending.request {
+                pending::Request::Device { .. } => {
+                    return self.activate_first_device(uid, policy, found)
+                }
+                pending::Request::RecoveryCodes { .. } => {
+                    let _ = pending::remove(&found);
+                    let e = self
+                        .event(EventKind::PendingIgnored)
+                        .uid(uid)
+                        .reason("new recovery codes for a user with no device");
+                    self.events.push(e);
+                }
+            }
+        }
         match policy {
             NotConfigured::Skip => {
                 let e = self
@@ -607,6 +673,168 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
             }
             NotConfigured::Configure => self.enroll_at_login(uid),
         }
+    }
+
+    /// Asks for a code from a device the user enrolled themselves and checks
+    /// it; the device's own last step (from when it was made) is the floor.
+    fn verify_new_device(&mut self, device: &Device) -> Result<Option<u64>, Outcome> {
+        let prompt = format!(
+            "Verification code from your new device \"{}\": ",
+            device.name
+        );
+        let answer = self.ask(&prompt)?;
+        let cfg = &self.host.config;
+        let verdict =
+            input::parse_totp(&answer, device.params.digits).map_or(Verdict::Rejected, |code| {
+                totp::verify(
+                    &device.secret,
+                    device.params,
+                    cfg.totp.window,
+                    self.clock.now(),
+                    device.last_used_step,
+                    &code,
+                )
+            });
+        Ok(match verdict {
+            Verdict::Accepted { step } => Some(step),
+            _ => None,
+        })
+    }
+
+    /// After the user proved an existing factor: apply their pending
+    /// self-service request. The login itself has already succeeded; a
+    /// problem here only leaves the request waiting (or drops it) and says so.
+    fn activate_after_factor(&mut self, uid: u32, found: &pending::Found) {
+        let (device, recovery) = match &found.pending.request {
+            pending::Request::Device { device, recovery } => {
+                if let Ok(Some(step)) = self.verify_new_device(device) {
+                    let mut device = device.clone();
+                    device.last_used_step = Some(step);
+                    (Some(device), recovery.clone())
+                } else {
+                    self.warn("That code does not match your new device, so it was not added; it stays pending until your next login.");
+                    let e = self
+                        .event(EventKind::AuthFailure)
+                        .uid(uid)
+                        .method(Method::Enrollment)
+                        .device(&device.name)
+                        .reason("wrong code for the pending self-service device");
+                    self.events.push(e);
+                    return;
+                }
+            }
+            pending::Request::RecoveryCodes { recovery } => (None, recovery.clone()),
+        };
+        let host = self.host;
+        let applied = host.store.open_user(uid, &host.keys).and_then(|mut state| {
+            let mut record = state.require_record()?.clone();
+            if let Some(device) = &device {
+                // A device of the same name is replaced: the user just proved
+                // a factor, and "phone" after a new phone is the usual case.
+                record.devices.retain(|d| d.name != device.name);
+                if record.devices.len() >= MAX_DEVICES {
+                    return Ok(false);
+                }
+                record.devices.push(device.clone());
+            }
+            record.recovery = Some(recovery);
+            state.commit(&record, &host.keys)?;
+            Ok(true)
+        });
+        match applied {
+            Ok(true) => {
+                let _ = pending::remove(found);
+                let e = if let Some(d) = &device {
+                    self.tell(&format!(
+                            "Your new device \"{}\" is active, and the recovery codes you were shown with it replace the old ones.",
+                            d.name
+                        ));
+                    self.event(EventKind::DeviceEnrolled)
+                        .uid(uid)
+                        .device(&d.name)
+                        .reason("self-service")
+                } else {
+                    self.tell("Your new recovery codes are active; the old ones no longer work.");
+                    self.event(EventKind::RecoveryCodesRegenerated)
+                        .uid(uid)
+                        .reason("self-service")
+                };
+                self.events.push(e);
+            }
+            Ok(false) => {
+                let _ = pending::remove(found);
+                self.warn("You already have the most devices allowed; remove one (ask an administrator) and enroll again.");
+                let e = self
+                    .event(EventKind::PendingIgnored)
+                    .uid(uid)
+                    .reason("device limit reached");
+                self.events.push(e);
+            }
+            Err(err) => {
+                let e = self.event(EventKind::StoreFailure).uid(uid).reason(err);
+                self.events.push(e);
+            }
+        }
+    }
+
+    /// A user without a device who enrolled themselves: under skip and
+    /// configure a code from the new device activates it (committed in the
+    /// account phase); under deny it waits for `mfa-enroll approve`.
+    fn activate_first_device(
+        mut self,
+        uid: u32,
+        policy: NotConfigured,
+        found: pending::Found,
+    ) -> Report {
+        let pending::Request::Device { device, recovery } = found.pending.request.clone() else {
+            return self.finish(Outcome::Internal, Event::new(EventKind::InternalError));
+        };
+        if policy == NotConfigured::Deny {
+            self.warn("Your new device is waiting for an administrator to approve it (mfa-enroll approve).");
+            let e = self
+                .event(EventKind::AuthDenied)
+                .uid(uid)
+                .device(&device.name)
+                .reason("self-service enrollment awaits approval; policy deny");
+            return self.finish(Outcome::Denied, e);
+        }
+        let step = match self.verify_new_device(&device) {
+            Ok(Some(step)) => step,
+            Ok(None) => {
+                self.warn("That code does not match your new device. It stays pending; try again.");
+                let e = self
+                    .event(EventKind::AuthFailure)
+                    .uid(uid)
+                    .method(Method::Enrollment)
+                    .device(&device.name)
+                    .reason("wrong code for the pending self-service device");
+                return self.finish(Outcome::WrongCode, e);
+            }
+            Err(outcome) => {
+                let e = self
+                    .event(EventKind::AuthFailure)
+                    .uid(uid)
+                    .method(Method::Enrollment)
+                    .reason("no answer from the conversation");
+                return self.finish(outcome, e);
+            }
+        };
+        let mut device = device;
+        device.last_used_step = Some(step);
+        let e = self
+            .event(EventKind::AuthSuccess)
+            .uid(uid)
+            .method(Method::Enrollment)
+            .device(&device.name)
+            .reason("self-service device verified; saved once the login completes");
+        let pending = PendingDevice {
+            uid,
+            user: self.req.user.to_owned(),
+            device,
+            recovery: Some(recovery),
+            spool: Some(found),
+        };
+        self.finish(Outcome::EnrollmentVerified(Box::new(pending)), e)
     }
 
     fn enroll_at_login(mut self, uid: u32) -> Report {
@@ -667,6 +895,8 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
             uid,
             user: self.req.user.to_owned(),
             device,
+            recovery: None,
+            spool: None,
         };
         self.finish(Outcome::EnrollmentVerified(Box::new(pending)), e)
     }
@@ -707,6 +937,7 @@ pub fn authenticate<P: Prompter, D: Directory, C: Clock>(
         dir,
         clock,
         events: Vec::new(),
+        pending: None,
     }
     .authenticate()
 }
@@ -761,9 +992,13 @@ pub fn complete_enrollment<P: Prompter, C: Clock>(
             "another enrollment finished first; log in again".into(),
         );
     }
-    let (codes, hashes) = match enrollment::new_recovery_codes(&host.config) {
-        Ok(c) => c,
-        Err(err) => return fail(Outcome::Internal, EventKind::InternalError, err.to_string()),
+    // Self-service enrollments bring the codes the user was already shown.
+    let (codes, hashes) = match pending.recovery {
+        Some(hashes) => (Vec::new(), hashes),
+        None => match enrollment::new_recovery_codes(&host.config) {
+            Ok(c) => c,
+            Err(err) => return fail(Outcome::Internal, EventKind::InternalError, err.to_string()),
+        },
     };
     let mut record = Record::new(&pending.user, now);
     record.devices.push(pending.device);
@@ -777,7 +1012,12 @@ pub fn complete_enrollment<P: Prompter, C: Clock>(
         );
     }
     drop(state);
-    if let Some(p) = prompter {
+    if let Some(found) = &pending.spool {
+        // Already committed: a file that cannot be removed now is offered
+        // again at the next login, where it can only replace this device.
+        let _ = pending::remove(found);
+    }
+    if let (Some(p), false) = (prompter, codes.is_empty()) {
         let mut text = String::from(
             "Your device is set up. These recovery codes each work once if you lose it; store them somewhere safe now, they will not be shown again:",
         );

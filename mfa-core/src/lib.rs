@@ -19,6 +19,7 @@ pub mod flow;
 pub mod fsutil;
 pub mod input;
 pub mod keys;
+pub mod pending;
 pub mod qr;
 pub mod random;
 pub mod record;

@@ -211,26 +211,12 @@ impl Record {
         // Bounded by MAX_DEVICES above.
         w.u8(u8::try_from(self.devices.len()).unwrap_or(u8::MAX));
         for d in &self.devices {
-            w.str(&d.name);
-            w.bytes(&d.secret);
-            w.u8(algorithm_code(d.params.algorithm));
-            w.u8(d.params.digits);
-            w.u32(d.params.period);
-            w.u64(d.created);
-            w.opt_u64(d.last_used_step);
+            encode_device(&mut w, d);
         }
         match &self.recovery {
             Some(r) => {
                 w.u8(1);
-                w.raw(r.salt());
-                let p = r.params();
-                w.u32(p.memory_kib);
-                w.u32(p.iterations);
-                w.u32(p.parallelism);
-                w.u8(u8::try_from(r.hashes().len()).unwrap_or(u8::MAX));
-                for h in r.hashes() {
-                    w.raw(h);
-                }
+                encode_recovery(&mut w, r);
             }
             None => w.u8(0),
         }
@@ -262,48 +248,11 @@ impl Record {
         }
         let mut devices = Vec::with_capacity(n);
         for _ in 0..n {
-            let name = r.str(MAX_DEVICE_NAME)?;
-            let secret = Zeroizing::new(r.bytes(MAX_SECRET)?.to_vec());
-            let algorithm = algorithm_from(r.u8()?)?;
-            let digits = r.u8()?;
-            let period = r.u32()?;
-            if name.is_empty() || secret.is_empty() || !matches!(digits, 6..=8) || period == 0 {
-                return Err(DecodeError("device field out of range"));
-            }
-            devices.push(Device {
-                name,
-                secret,
-                params: TotpParams {
-                    algorithm,
-                    digits,
-                    period,
-                },
-                created: r.u64()?,
-                last_used_step: r.opt_u64()?,
-            });
+            devices.push(decode_device(&mut r)?);
         }
         let recovery = match r.u8()? {
             0 => None,
-            1 => {
-                let salt = r.array::<16>()?;
-                let params = KdfParams {
-                    memory_kib: r.u32()?,
-                    iterations: r.u32()?,
-                    parallelism: r.u32()?,
-                };
-                let n = usize::from(r.u8()?);
-                if n > MAX_RECOVERY_HASHES {
-                    return Err(DecodeError("too many recovery codes"));
-                }
-                let mut hashes = Vec::with_capacity(n);
-                for _ in 0..n {
-                    hashes.push(r.array::<32>()?);
-                }
-                Some(
-                    RecoveryHashes::from_parts(salt, params, hashes)
-                        .map_err(|_| DecodeError("recovery code parameters out of range"))?,
-                )
-            }
+            1 => Some(decode_recovery(&mut r)?),
             _ => return Err(DecodeError("bad presence flag")),
         };
         r.finish()?;
@@ -317,4 +266,72 @@ impl Record {
             last_success,
         })
     }
+}
+
+/// Appends one device (shared with the pending-enrollment format).
+pub(crate) fn encode_device(w: &mut Writer, d: &Device) {
+    w.str(&d.name);
+    w.bytes(&d.secret);
+    w.u8(algorithm_code(d.params.algorithm));
+    w.u8(d.params.digits);
+    w.u32(d.params.period);
+    w.u64(d.created);
+    w.opt_u64(d.last_used_step);
+}
+
+/// Reads one device written by [`encode_device`], checking its bounds.
+pub(crate) fn decode_device(r: &mut Reader<'_>) -> Result<Device, DecodeError> {
+    let name = r.str(MAX_DEVICE_NAME)?;
+    let secret = Zeroizing::new(r.bytes(MAX_SECRET)?.to_vec());
+    let algorithm = algorithm_from(r.u8()?)?;
+    let digits = r.u8()?;
+    let period = r.u32()?;
+    if name.is_empty() || secret.is_empty() || !matches!(digits, 6..=8) || period == 0 {
+        return Err(DecodeError("device field out of range"));
+    }
+    Ok(Device {
+        name,
+        secret,
+        params: TotpParams {
+            algorithm,
+            digits,
+            period,
+        },
+        created: r.u64()?,
+        last_used_step: r.opt_u64()?,
+    })
+}
+
+/// Appends a set of recovery-code hashes.
+pub(crate) fn encode_recovery(w: &mut Writer, r: &RecoveryHashes) {
+    w.raw(r.salt());
+    let p = r.params();
+    w.u32(p.memory_kib);
+    w.u32(p.iterations);
+    w.u32(p.parallelism);
+    // Bounded by MAX_RECOVERY_HASHES (validated before encoding).
+    w.u8(u8::try_from(r.hashes().len()).unwrap_or(u8::MAX));
+    for h in r.hashes() {
+        w.raw(h);
+    }
+}
+
+/// Reads a set written by [`encode_recovery`], checking its bounds.
+pub(crate) fn decode_recovery(r: &mut Reader<'_>) -> Result<RecoveryHashes, DecodeError> {
+    let salt = r.array::<16>()?;
+    let params = KdfParams {
+        memory_kib: r.u32()?,
+        iterations: r.u32()?,
+        parallelism: r.u32()?,
+    };
+    let n = usize::from(r.u8()?);
+    if n > MAX_RECOVERY_HASHES {
+        return Err(DecodeError("too many recovery codes"));
+    }
+    let mut hashes = Vec::with_capacity(n);
+    for _ in 0..n {
+        hashes.push(r.array::<32>()?);
+    }
+    RecoveryHashes::from_parts(salt, params, hashes)
+        .map_err(|_| DecodeError("recovery code parameters out of range"))
 }

@@ -106,6 +106,7 @@ impl World {
         let mut config = Config::default();
         config.paths.state_dir = fixture.root().join("users");
         config.paths.key_file = fixture.root().join("master.key");
+        config.paths.spool_dir = fixture.root().join("spool");
         edit(&mut config);
         let host = Host::open(config, trust(), "testhost").unwrap();
         World { fixture, host }
@@ -613,4 +614,230 @@ fn the_account_phase_without_a_pending_device_does_nothing() {
     assert!(matches!(r.outcome, Outcome::Success));
     assert!(r.events.is_empty());
     assert_eq!(std::fs::read(w.fixture.record_path(UID)).unwrap(), before);
+}
+
+// ---- self-service enrollments waiting in the spool ----
+
+const NEW_SECRET: &[u8; 20] = b"abcdefghijabcdefghij";
+
+fn new_code(now: u64) -> Vec<u8> {
+    code_at_step(NEW_SECRET, TotpParams::default(), time_step(now, 30))
+        .as_bytes()
+        .to_vec()
+}
+
+/// Puts a self-service request for `alice` in the spool, as `mfa-enroll`
+/// run by her would.
+fn spool_request(w: &World, request: mfa_core::pending::Request) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = &w.host.config.paths.spool_dir;
+    if !dir.exists() {
+        std::fs::create_dir(dir).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1733)).unwrap();
+    }
+    let pending = mfa_core::pending::Pending {
+        created: NOW,
+        request,
+    };
+    let sealed = pending
+        .seal(&w.fixture.keys.enrollment_public_key(), UID)
+        .unwrap();
+    let path = mfa_core::pending::write_to_spool(dir, UID, &sealed).unwrap();
+    nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(UID)), None).unwrap();
+    path
+}
+
+fn cheap_codes() -> (
+    Vec<mfa_core::recovery::RecoveryCode>,
+    mfa_core::recovery::RecoveryHashes,
+) {
+    mfa_core::recovery::generate(
+        3,
+        12,
+        KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+    )
+    .unwrap()
+}
+
+fn new_device(name: &str) -> mfa_core::record::Device {
+    mfa_core::record::Device {
+        name: name.into(),
+        secret: Zeroizing::new(NEW_SECRET.to_vec()),
+        params: TotpParams::default(),
+        created: NOW,
+        last_used_step: None,
+    }
+}
+
+#[test]
+fn an_enrolled_user_adds_a_device_by_proving_the_old_one_first() {
+    let w = World::enrolled(|_| {});
+    let (codes, hashes) = cheap_codes();
+    let path = spool_request(
+        &w,
+        mfa_core::pending::Request::Device {
+            device: new_device("tablet"),
+            recovery: hashes,
+        },
+    );
+    let mut s = Script::answering(&[&code(NOW), &new_code(NOW)]);
+    let (o, events) = w.login("alice", &mut s, NOW);
+    assert!(matches!(o, Outcome::Success), "{o:?}");
+    assert_eq!(events, [EventKind::AuthSuccess, EventKind::DeviceEnrolled]);
+    assert_eq!(s.prompts(), 2);
+    assert!(
+        s.transcript[1].contains("new device \"tablet\""),
+        "{:?}",
+        s.transcript
+    );
+    let r = w.record().unwrap();
+    assert_eq!(
+        r.devices
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect::<Vec<_>>(),
+        ["phone", "tablet"]
+    );
+    assert_eq!(r.recovery_codes_left(), 3);
+    assert!(!path.exists());
+    // The codes the user was shown at enrollment are the ones that work now.
+    let (o, _) = w.login(
+        "alice",
+        &mut Script::answering(&[codes[0].display().as_bytes()]),
+        NOW + 60,
+    );
+    assert!(matches!(o, Outcome::Success));
+}
+
+#[test]
+fn a_wrong_code_for_the_new_device_keeps_the_login_and_the_request() {
+    let w = World::enrolled(|_| {});
+    let (_, hashes) = cheap_codes();
+    let path = spool_request(
+        &w,
+        mfa_core::pending::Request::Device {
+            device: new_device("tablet"),
+            recovery: hashes,
+        },
+    );
+    let (o, events) = w.login(
+        "alice",
+        &mut Script::answering(&[&code(NOW), b"000000"]),
+        NOW,
+    );
+    assert!(matches!(o, Outcome::Success));
+    assert_eq!(events, [EventKind::AuthSuccess, EventKind::AuthFailure]);
+    assert_eq!(w.record().unwrap().devices.len(), 1);
+    assert!(path.exists());
+}
+
+#[test]
+fn a_wrong_first_factor_never_activates_a_pending_device() {
+    let w = World::enrolled(|_| {});
+    let (_, hashes) = cheap_codes();
+    let path = spool_request(
+        &w,
+        mfa_core::pending::Request::Device {
+            device: new_device("tablet"),
+            recovery: hashes,
+        },
+    );
+    // Even the new device's code is no good in place of the existing factor.
+    let (o, _) = w.login("alice", &mut Script::answering(&[&new_code(NOW)]), NOW);
+    assert!(matches!(o, Outcome::WrongCode));
+    assert_eq!(w.record().unwrap().devices.len(), 1);
+    assert!(path.exists());
+}
+
+#[test]
+fn self_service_recovery_codes_replace_the_old_set_after_a_factor() {
+    let w = World::enrolled(|_| {});
+    let (codes, hashes) = cheap_codes();
+    spool_request(
+        &w,
+        mfa_core::pending::Request::RecoveryCodes { recovery: hashes },
+    );
+    let (o, events) = w.login("alice", &mut Script::answering(&[&code(NOW)]), NOW);
+    assert!(matches!(o, Outcome::Success));
+    assert_eq!(
+        events,
+        [EventKind::AuthSuccess, EventKind::RecoveryCodesRegenerated]
+    );
+    let (o, _) = w.login(
+        "alice",
+        &mut Script::answering(&[codes[2].display().as_bytes()]),
+        NOW + 60,
+    );
+    assert!(matches!(o, Outcome::Success));
+}
+
+#[test]
+fn a_first_device_is_activated_by_its_code_under_skip_and_committed_in_the_account_phase() {
+    for policy in [NotConfigured::Skip, NotConfigured::Configure] {
+        let w = World::new(|c| c.policy.not_configured = policy);
+        let (_, hashes) = cheap_codes();
+        let path = spool_request(
+            &w,
+            mfa_core::pending::Request::Device {
+                device: new_device("phone"),
+                recovery: hashes,
+            },
+        );
+        let req = Request {
+            user: "alice",
+            service: "sshd",
+            rhost: None,
+            silent: false,
+        };
+        let mut s = Script::answering(&[&new_code(NOW)]);
+        let report = flow::authenticate(
+            &w.host,
+            req,
+            Some(&mut s),
+            &Users::new(&[]),
+            &FixedClock(NOW),
+        );
+        let Outcome::EnrollmentVerified(pending) = report.outcome else {
+            panic!("{policy:?}: {:?}", report.outcome)
+        };
+        assert!(w.record().is_none(), "nothing before the account phase");
+        let mut after = Script::default();
+        let done = flow::complete_enrollment(
+            &w.host,
+            req,
+            Some(*pending),
+            Some(&mut after),
+            &FixedClock(NOW),
+        );
+        assert!(matches!(done.outcome, Outcome::Success));
+        let r = w.record().unwrap();
+        assert_eq!(r.devices[0].name, "phone");
+        assert_eq!(r.recovery_codes_left(), 3, "the codes the user already saw");
+        assert!(after.transcript.is_empty(), "no new codes are shown");
+        assert!(!path.exists());
+    }
+}
+
+#[test]
+fn under_deny_a_first_device_waits_for_approval() {
+    let w = World::new(|c| c.policy.not_configured = NotConfigured::Deny);
+    let (_, hashes) = cheap_codes();
+    let path = spool_request(
+        &w,
+        mfa_core::pending::Request::Device {
+            device: new_device("phone"),
+            recovery: hashes,
+        },
+    );
+    let mut s = Script::answering(&[&new_code(NOW)]);
+    let (o, _) = w.login("alice", &mut s, NOW);
+    assert!(matches!(o, Outcome::Denied));
+    assert_eq!(s.prompts(), 0);
+    assert!(s.transcript[0].contains("approve"));
+    assert!(path.exists());
+    assert!(w.record().is_none());
 }
