@@ -318,3 +318,58 @@ pub fn remove(found: &Found) -> io::Result<()> {
         _ => Ok(()),
     }
 }
+
+/// What an administrator's approval changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Approved {
+    /// The device was added (the user's first, or another one).
+    Device(String),
+    /// The recovery codes were replaced.
+    RecoveryCodes,
+}
+
+/// Applies `found` to `uid`'s record on an administrator's say-so
+/// (`mfa-enroll approve`): the way a first device gets in under the `deny`
+/// policy. `username` names a record that does not exist yet. The spool file
+/// is removed once the record is durable.
+///
+/// # Errors
+/// A store error; or [`StoreError::NotEnrolled`] for new recovery codes of a
+/// user with no record.
+pub fn approve(
+    store: &crate::store::Store,
+    keys: &MasterKey,
+    uid: u32,
+    username: &str,
+    found: &Found,
+    now: u64,
+) -> Result<Approved, crate::store::StoreError> {
+    let mut state = store.open_user(uid, keys)?;
+    let (mut record, approved) = match &found.pending.request {
+        Request::Device { device, recovery } => {
+            let mut record = state
+                .record()
+                .cloned()
+                .unwrap_or_else(|| crate::record::Record::new(username, now));
+            record.devices.retain(|d| d.name != device.name);
+            record.devices.push(device.clone());
+            record.recovery = Some(recovery.clone());
+            (record, Approved::Device(device.name.clone()))
+        }
+        Request::RecoveryCodes { recovery } => {
+            let mut record = state.require_record()?.clone();
+            record.recovery = Some(recovery.clone());
+            (record, Approved::RecoveryCodes)
+        }
+    };
+    record
+        .validate()
+        .map_err(crate::store::StoreError::TooLarge)?;
+    // An approved device starts with a clean slate of failures.
+    crate::throttle::clear(&mut record);
+    state.rewrite(&record, keys)?;
+    drop(state);
+    // Durable now; a file that lingers is offered again and only re-adds it.
+    let _ = remove(found);
+    Ok(approved)
+}

@@ -218,3 +218,50 @@ fn other_users_files_are_not_even_looked_at() {
     let s = find(&f, &f.keys);
     assert!(s.found.is_none() && s.ignored.is_empty());
 }
+
+#[test]
+fn approval_enrolls_a_first_device_and_clears_the_spool() {
+    let f = Fixture::new();
+    let path = place(&f, &device_request("phone"), UID, UID);
+    let found = find(&f, &f.keys).found.unwrap();
+    let store = f.store();
+    let done = pending::approve(&store, &f.keys, UID, "alice", &found, NOW).unwrap();
+    assert_eq!(done, pending::Approved::Device("phone".into()));
+    let user = store.open_user(UID, &f.keys).unwrap();
+    let r = user.record().unwrap();
+    assert_eq!(r.username, "alice");
+    assert_eq!(r.devices[0].name, "phone");
+    assert_eq!(r.devices[0].last_used_step, Some(10));
+    assert_eq!(r.recovery_codes_left(), 2);
+    assert!(!path.exists());
+}
+
+#[test]
+fn approving_new_recovery_codes_needs_an_enrolled_user() {
+    let f = Fixture::new();
+    let (_, recovery) = recovery::generate(
+        2,
+        12,
+        KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+    )
+    .unwrap();
+    let p = Pending {
+        created: NOW,
+        request: Request::RecoveryCodes { recovery },
+    };
+    let path = place(&f, &p, UID, UID);
+    let found = find(&f, &f.keys).found.unwrap();
+    let err = pending::approve(&f.store(), &f.keys, UID, "alice", &found, NOW).unwrap_err();
+    assert!(matches!(
+        err,
+        mfa_core::store::StoreError::NotEnrolled { .. }
+    ));
+    assert!(path.exists());
+    f.enroll(UID);
+    let done = pending::approve(&f.store(), &f.keys, UID, "alice", &found, NOW).unwrap();
+    assert_eq!(done, pending::Approved::RecoveryCodes);
+}
