@@ -14,6 +14,7 @@ pub mod audit;
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod doctor;
 pub mod enrollment;
 pub mod flow;
 pub mod fsutil;

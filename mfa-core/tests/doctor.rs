@@ -1,0 +1,281 @@
+//! `doctor` on good and broken setups, built in a directory tree.
+
+mod common;
+
+use std::path::Path;
+
+use common::{trust, Fixture};
+use mfa_core::config::Config;
+use mfa_core::doctor::{self, Finding, Level, SystemPaths};
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+const COMMON_AUTH: &str = "\
+auth [success=1 default=ignore] pam_unix.so nullok
+auth requisite pam_deny.so
+auth required pam_permit.so
+";
+
+/// A host laid out like the shipped examples.
+fn good_host() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    write(root, "etc/pam.d/common-auth", COMMON_AUTH);
+    write(
+        root,
+        "etc/pam.d/common-account",
+        "account required pam_unix.so\n",
+    );
+    write(
+        root,
+        "etc/pam.d/common-session",
+        "session required pam_unix.so\n",
+    );
+    write(
+        root,
+        "etc/pam.d/common-session-noninteractive",
+        "session required pam_unix.so\n",
+    );
+    write(
+        root,
+        "etc/pam.d/common-password",
+        "password required pam_unix.so\n",
+    );
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (from, to) in [
+        ("config/pam.d/sudo", "etc/pam.d/sudo"),
+        ("config/pam.d/sshd", "etc/pam.d/sshd"),
+    ] {
+        write(root, to, &std::fs::read_to_string(repo.join(from)).unwrap());
+    }
+    write(
+        root,
+        "etc/ssh/sshd_config",
+        "Include /dev/null\nInclude sshd_config.d/*.conf\nUsePAM no\n",
+    );
+    write(
+        root,
+        "etc/ssh/sshd_config.d/pam_mfa.conf",
+        &std::fs::read_to_string(repo.join("config/sshd_config.d/pam_mfa.conf")).unwrap(),
+    );
+    write(root, "etc/sudoers", "Defaults env_reset\n");
+    write(root, "etc/sudoers.d/mfa", "Defaults timestamp_timeout=0\n");
+    d
+}
+
+fn errors(findings: &[Finding]) -> Vec<&Finding> {
+    findings
+        .iter()
+        .filter(|f| f.level == Level::Error)
+        .collect()
+}
+
+fn has(findings: &[Finding], level: Level, needle: &str) -> bool {
+    findings
+        .iter()
+        .any(|f| f.level == level && f.message.contains(needle))
+}
+
+#[test]
+fn the_shipped_examples_pass_every_system_check() {
+    let host = good_host();
+    let sys = SystemPaths::under(host.path());
+    let mut all = Vec::new();
+    for service in ["sshd", "sudo"] {
+        all.extend(doctor::check_stack(&sys.pam_d, service, true));
+    }
+    all.extend(doctor::check_common_auth(&sys.pam_d));
+    all.extend(doctor::check_sshd(&sys.sshd_config));
+    all.extend(doctor::check_sudo_timestamp(&sys.sudoers, &sys.sudoers_d));
+    assert!(all.iter().all(|f| f.level <= Level::Info), "{all:#?}");
+    assert!(has(&all, Level::Ok, "requires keyboard-interactive"));
+    assert!(has(&all, Level::Ok, "timestamp_timeout=0"));
+}
+
+#[test]
+fn a_sufficient_pam_mfa_is_an_error() {
+    let host = good_host();
+    write(
+        host.path(),
+        "etc/pam.d/sudo",
+        "@include common-auth\nauth sufficient pam_mfa.so\n",
+    );
+    let f = doctor::check_stack(&SystemPaths::under(host.path()).pam_d, "sudo", false);
+    assert!(has(&f, Level::Error, "sufficient"), "{f:#?}");
+}
+
+#[test]
+fn pam_mfa_alone_in_sudo_is_an_error() {
+    let host = good_host();
+    write(
+        host.path(),
+        "etc/pam.d/sudo",
+        "auth required pam_mfa.so\naccount required pam_mfa.so\n",
+    );
+    let f = doctor::check_stack(&SystemPaths::under(host.path()).pam_d, "sudo", false);
+    assert!(has(&f, Level::Error, "only factor"), "{f:#?}");
+}
+
+#[test]
+fn a_first_factor_that_does_not_stop_the_stack_is_a_warning() {
+    let host = good_host();
+    write(
+        host.path(),
+        "etc/pam.d/sudo",
+        "auth required pam_unix.so\nauth required pam_mfa.so\n",
+    );
+    let f = doctor::check_stack(&SystemPaths::under(host.path()).pam_d, "sudo", false);
+    assert!(
+        has(&f, Level::Warning, "wrong password still reaches"),
+        "{f:#?}"
+    );
+}
+
+#[test]
+fn configure_without_an_account_line_is_an_error() {
+    let host = good_host();
+    write(
+        host.path(),
+        "etc/pam.d/sudo",
+        "@include common-auth\nauth required pam_mfa.so\n",
+    );
+    let pam_d = SystemPaths::under(host.path()).pam_d;
+    assert!(has(
+        &doctor::check_stack(&pam_d, "sudo", true),
+        Level::Error,
+        "account required pam_mfa.so"
+    ));
+    assert!(errors(&doctor::check_stack(&pam_d, "sudo", false)).is_empty());
+}
+
+#[test]
+fn a_service_without_pam_mfa_is_a_warning() {
+    let host = good_host();
+    write(host.path(), "etc/pam.d/sudo", "@include common-auth\n");
+    let f = doctor::check_stack(&SystemPaths::under(host.path()).pam_d, "sudo", false);
+    assert!(has(&f, Level::Warning, "not in the auth stack"), "{f:#?}");
+}
+
+#[test]
+fn pam_mfa_in_common_auth_is_a_warning() {
+    let host = good_host();
+    write(
+        host.path(),
+        "etc/pam.d/common-auth",
+        &format!("{COMMON_AUTH}auth required pam_mfa.so\n"),
+    );
+    let f = doctor::check_common_auth(&SystemPaths::under(host.path()).pam_d);
+    assert!(has(&f, Level::Warning, "every service"), "{f:#?}");
+}
+
+#[test]
+fn sshd_without_pam_or_with_a_key_only_method_is_an_error() {
+    let host = good_host();
+    let path = host.path().join("etc/ssh/sshd_config");
+    write(
+        host.path(),
+        "etc/ssh/sshd_config",
+        "UsePAM no\nKbdInteractiveAuthentication no\nAuthenticationMethods publickey\n",
+    );
+    let f = doctor::check_sshd(&path);
+    assert!(has(&f, Level::Error, "UsePAM"), "{f:#?}");
+    assert!(
+        has(&f, Level::Error, "KbdInteractiveAuthentication"),
+        "{f:#?}"
+    );
+    assert!(
+        has(&f, Level::Error, "without keyboard-interactive"),
+        "{f:#?}"
+    );
+    assert!(has(&f, Level::Warning, "PasswordAuthentication"), "{f:#?}");
+    write(
+        host.path(),
+        "etc/ssh/sshd_config",
+        "UsePAM yes\nPasswordAuthentication no\n",
+    );
+    assert!(has(
+        &doctor::check_sshd(&path),
+        Level::Warning,
+        "AuthenticationMethods is not set"
+    ));
+}
+
+#[test]
+fn sshd_first_value_wins_as_in_sshd() {
+    let host = good_host();
+    let path = host.path().join("etc/ssh/sshd_config");
+    write(
+        host.path(),
+        "etc/ssh/sshd_config",
+        "UsePAM no\nUsePAM yes\n",
+    );
+    assert!(has(&doctor::check_sshd(&path), Level::Error, "UsePAM"));
+}
+
+#[test]
+fn sudo_timestamps_are_reported() {
+    let host = good_host();
+    let sys = SystemPaths::under(host.path());
+    std::fs::remove_file(host.path().join("etc/sudoers.d/mfa")).unwrap();
+    assert!(has(
+        &doctor::check_sudo_timestamp(&sys.sudoers, &sys.sudoers_d),
+        Level::Info,
+        "15 minutes"
+    ));
+    write(
+        host.path(),
+        "etc/sudoers.d/mfa",
+        "Defaults timestamp_timeout=-1\n",
+    );
+    assert!(has(
+        &doctor::check_sudo_timestamp(&sys.sudoers, &sys.sudoers_d),
+        Level::Warning,
+        "never expires"
+    ));
+}
+
+#[test]
+fn file_checks_report_a_missing_key_and_an_unsafe_state_directory() {
+    let f = Fixture::new();
+    let mut config = Config::default();
+    config.paths.state_dir = f.root().join("users");
+    config.paths.key_file = f.root().join("master.key");
+    config.paths.enroll_public_key = f.root().join("enroll.pub");
+    config.paths.spool_dir = f.root().join("spool");
+    f.keys
+        .enrollment_public_key()
+        .save(&config.paths.enroll_public_key)
+        .unwrap();
+    let ok = doctor::check_files(&config, trust());
+    assert!(errors(&ok).is_empty(), "{ok:#?}");
+    assert!(
+        has(&ok, Level::Warning, "spool"),
+        "a missing spool only disables self-service: {ok:#?}"
+    );
+    common::set_mode(&config.paths.state_dir, 0o777);
+    std::fs::remove_file(&config.paths.key_file).unwrap();
+    let bad = doctor::check_files(&config, trust());
+    assert!(has(&bad, Level::Error, "master.key"), "{bad:#?}");
+    assert!(
+        bad.iter()
+            .any(|f| f.area == "state directory" && f.level == Level::Error),
+        "{bad:#?}"
+    );
+}
+
+#[test]
+fn a_bad_config_stops_the_checks_with_an_error() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("pam_mfa.toml");
+    std::fs::write(&path, "[policy]\nnot_configured = \"maybe\"\n").unwrap();
+    let f = doctor::run(&path, trust(), &SystemPaths::under(d.path()));
+    assert_eq!(f.len(), 1);
+    assert!(
+        f[0].level == Level::Error && f[0].message.contains("policy.not_configured"),
+        "{f:#?}"
+    );
+}
