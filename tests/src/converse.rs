@@ -3,18 +3,20 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{BufRead, BufReader, Write};
+use std::time::Duration;
 
 use crate::codes::PamCode;
 use crate::process::{self, describe_status, write_block, Run};
 use crate::protocol::{At, Event, Line, Message, Op, OpLine};
 use crate::sandbox::Sandbox;
-use crate::syslog::{LogLine, SyslogSink};
+use crate::syslog::{LogLine, NotSeen, SyslogSink};
 
 /// A prompt as a test's answer function sees it.
 pub type Prompt = Message;
 
-/// Computes the answer to a prompt when it arrives; `None` gives none.
-type AnswerFn<'a> = Box<dyn FnMut(&Prompt) -> Option<String> + 'a>;
+/// Computes the answer to a prompt when it arrives, from the messages
+/// shown before it in the run and the prompt; `None` gives none.
+type AnswerFn<'a> = Box<dyn FnMut(&[Message], &Prompt) -> Option<String> + 'a>;
 
 /// Where the answers come from.
 enum Answers<'a> {
@@ -85,6 +87,26 @@ impl<'a> Converse<'a> {
         assert!(
             matches!(&self.answers, Answers::Script(l) if l.is_empty()),
             "answer() and answer_with() do not mix"
+        );
+        let mut answer = answer;
+        self.answers = Answers::Live(Box::new(move |_: &[Message], prompt: &Prompt| {
+            answer(prompt)
+        }));
+        self
+    }
+
+    /// Like [`Converse::answer_with`], but `answer` also sees every message
+    /// of the run before the prompt, oldest first (the prompt itself is
+    /// not among them): e.g. to answer with a code for a secret the module
+    /// has just shown.
+    #[must_use]
+    pub fn answer_seeing(
+        mut self,
+        answer: impl FnMut(&[Message], &Prompt) -> Option<String> + 'a,
+    ) -> Self {
+        assert!(
+            matches!(&self.answers, Answers::Script(l) if l.is_empty()),
+            "answer() and answer_seeing() do not mix"
         );
         self.answers = Answers::Live(Box::new(answer));
         self
@@ -324,6 +346,20 @@ impl Transcript {
     pub fn logs(&self) -> Vec<LogLine> {
         self.syslog.lines_since(self.syslog_start)
     }
+
+    /// Waits until a syslog line for which `matches` is true has arrived
+    /// since this run started, and returns the first such line.
+    ///
+    /// # Errors
+    /// [`NotSeen`], listing all lines, if none matched within `timeout`.
+    pub fn wait_for_log(
+        &self,
+        matches: impl FnMut(&LogLine) -> bool,
+        timeout: Duration,
+    ) -> Result<LogLine, NotSeen> {
+        self.syslog
+            .wait_for_since(self.syslog_start, matches, timeout)
+    }
 }
 
 fn show_event(f: &mut fmt::Formatter<'_>, event: &Event) -> fmt::Result {
@@ -421,19 +457,26 @@ impl Sandbox {
             }
         };
         let mut entries = Vec::new();
+        let mut seen: Vec<Message> = Vec::new();
         let mut raw = String::new();
         for text in BufReader::new(stdout).lines() {
             let Ok(text) = text else { break };
             raw.push_str(&text);
             raw.push('\n');
             let entry = parse(&text);
-            let prompt = match &entry {
-                Entry::Line(Line::Event(e)) => e.event.as_message().filter(|m| m.style.is_prompt()),
+            let message = match &entry {
+                Entry::Line(Line::Event(e)) => e.event.as_message(),
                 _ => None,
             };
             entries.push(entry);
-            if let (Some(prompt), Some(answer)) = (prompt, live.as_mut()) {
-                let given = answer(&prompt);
+            let Some(message) = message else { continue };
+            if !message.style.is_prompt() {
+                seen.push(message);
+                continue;
+            }
+            let prompt = message;
+            if let Some(answer) = live.as_mut() {
+                let given = answer(&seen, &prompt);
                 let sent = match (&given, stdin.as_mut()) {
                     (Some(text), Some(pipe)) => pipe
                         .write_all(text.as_bytes())
@@ -448,6 +491,7 @@ impl Sandbox {
                 }
                 entries.push(Entry::Answered(given));
             }
+            seen.push(prompt);
         }
         drop(stdin);
         let run = process::finish(command, child, raw, stderr);

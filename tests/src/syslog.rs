@@ -173,13 +173,27 @@ impl SyslogSink {
     /// [`NotSeen`], listing all lines, if none matched within `timeout`.
     pub fn wait_for(
         &self,
+        matches: impl FnMut(&LogLine) -> bool,
+        timeout: Duration,
+    ) -> Result<LogLine, NotSeen> {
+        self.wait_for_since(0, matches, timeout)
+    }
+
+    /// Like [`SyslogSink::wait_for`], but looks only at the lines after the
+    /// first `start` (as counted by [`SyslogSink::count`] earlier).
+    ///
+    /// # Errors
+    /// [`NotSeen`], listing all lines, if none matched within `timeout`.
+    pub fn wait_for_since(
+        &self,
+        start: usize,
         mut matches: impl FnMut(&LogLine) -> bool,
         timeout: Duration,
     ) -> Result<LogLine, NotSeen> {
         let deadline = Instant::now() + timeout;
         let mut lines = self.shared.lines();
         loop {
-            if let Some(line) = lines.iter().find(|l| matches(l)) {
+            if let Some(line) = lines.iter().skip(start).find(|l| matches(l)) {
                 return Ok(line.clone());
             }
             let left = deadline.saturating_duration_since(Instant::now());
