@@ -371,12 +371,20 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         self.host.store.open_user(uid, &self.host.keys)
     }
 
-    fn authenticate(mut self) -> Report {
-        if self.prompter.is_none() {
-            // sudo -n and friends: nothing can be asked, and nothing is counted.
-            let e = self.event(EventKind::AuthNoConversation);
-            return self.finish(Outcome::NoConversation, e);
+    /// The event for a prompt that got no answer. Without a conversation at
+    /// all (`sudo -n`) nothing was asked and nothing is counted; paths that
+    /// need no prompt (exempt, skip, remembered) never get here.
+    fn unanswered(&self, uid: u32, outcome: &Outcome) -> Event {
+        if matches!(outcome, Outcome::NoConversation) {
+            self.event(EventKind::AuthNoConversation).uid(uid)
+        } else {
+            self.event(EventKind::AuthFailure)
+                .uid(uid)
+                .reason("no answer from the conversation")
         }
+    }
+
+    fn authenticate(mut self) -> Report {
         let account = if plausible_user(self.req.user) {
             match self.dir.account(self.req.user) {
                 Ok(a) => a,
@@ -519,10 +527,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         let answer = match self.ask(CODE_PROMPT) {
             Ok(a) => a,
             Err(o) => {
-                let e = self
-                    .event(EventKind::AuthFailure)
-                    .uid(uid)
-                    .reason("no answer from the conversation");
+                let e = self.unanswered(uid, &o);
                 return self.finish(o, e);
             }
         };
@@ -811,11 +816,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
                 return self.finish(Outcome::WrongCode, e);
             }
             Err(outcome) => {
-                let e = self
-                    .event(EventKind::AuthFailure)
-                    .uid(uid)
-                    .method(Method::Enrollment)
-                    .reason("no answer from the conversation");
+                let e = self.unanswered(uid, &outcome).method(Method::Enrollment);
                 return self.finish(outcome, e);
             }
         };
@@ -861,11 +862,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         let answer = match self.ask(NEW_DEVICE_PROMPT) {
             Ok(a) => a,
             Err(o) => {
-                let e = self
-                    .event(EventKind::AuthFailure)
-                    .uid(uid)
-                    .method(Method::Enrollment)
-                    .reason("no answer from the conversation");
+                let e = self.unanswered(uid, &o).method(Method::Enrollment);
                 return self.finish(o, e);
             }
         };

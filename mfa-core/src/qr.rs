@@ -61,16 +61,28 @@ pub fn render(text: &str, style: QrStyle) -> Result<Vec<String>, QrError> {
     Ok(drawn.lines().map(str::to_owned).collect())
 }
 
-/// Joins `lines` into messages of at most `max_bytes` bytes each, never
-/// splitting a line, so a QR code travels through PAM conversations that
-/// limit the size of one message (512 bytes in Linux-PAM).
-///
-/// # Panics
-/// Never for lines shorter than `max_bytes`; a longer line is sent alone.
+/// Joins `lines` into messages of at most `max_bytes` bytes each, so a QR
+/// code travels through PAM conversations that limit the size of one
+/// message (512 bytes in Linux-PAM). Lines are kept whole where they fit; a
+/// longer line (a long `otpauth://` URI) is cut at character boundaries.
 pub fn chunk_lines(lines: &[String], max_bytes: usize) -> Vec<String> {
+    let max_bytes = max_bytes.max(4);
+    let mut pieces: Vec<&str> = Vec::new();
+    for line in lines {
+        let mut rest = line.as_str();
+        while rest.len() > max_bytes {
+            let mut cut = max_bytes;
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            pieces.push(&rest[..cut]);
+            rest = &rest[cut..];
+        }
+        pieces.push(rest);
+    }
     let mut out = Vec::new();
     let mut current = String::new();
-    for line in lines {
+    for line in pieces {
         let extra = line.len() + usize::from(!current.is_empty());
         if !current.is_empty() && current.len() + extra > max_bytes {
             out.push(std::mem::take(&mut current));
@@ -112,6 +124,14 @@ mod tests {
     #[test]
     fn none_draws_nothing() {
         assert!(render(URI, QrStyle::None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_over_long_line_is_cut_at_character_boundaries() {
+        let line = "あ".repeat(300);
+        let chunks = chunk_lines(std::slice::from_ref(&line), 512);
+        assert!(chunks.iter().all(|c| c.len() <= 512));
+        assert_eq!(chunks.concat(), line);
     }
 
     #[test]
