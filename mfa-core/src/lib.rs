@@ -17,6 +17,7 @@ pub mod config;
 pub mod enrollment;
 pub mod flow;
 pub mod fsutil;
+pub mod import;
 pub mod input;
 pub mod keys;
 pub mod qr;
