@@ -122,7 +122,26 @@ pub fn man_page() -> Vec<u8> {
     ]);
     let _ = roff.to_writer(&mut buf);
     let _ = man.render_version_section(&mut buf);
-    buf
+    single_preamble(&buf)
+}
+
+/// Each `render_*` call of `clap_mangen` starts with the same two-line roff
+/// preamble; the page needs it once.
+fn single_preamble(page: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(page);
+    let mut seen = Vec::new();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line.starts_with(".ie \\n(.g .ds Aq") || line.starts_with(".el .ds Aq") {
+            if seen.contains(&line) {
+                continue;
+            }
+            seen.push(line);
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.into_bytes()
 }
 
 /// Documents `cmd` (reached as `prefix cmd`) and, for a group like `key`,
@@ -218,5 +237,31 @@ fn synopsis(arg: &Arg) -> Vec<roff::Inline> {
         }
         Some(long) => vec![bold(format!("--{long}"))],
         None => vec![italic(value)],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command path a user can type, `key rotate` and all.
+    fn paths(prefix: &str, cmd: &Command, out: &mut Vec<String>) {
+        for sub in cmd.get_subcommands().filter(|s| shown(s)) {
+            let path = format!("{prefix} {}", sub.get_name());
+            out.push(path.clone());
+            paths(&path, sub, out);
+        }
+    }
+
+    #[test]
+    fn the_man_page_mentions_every_subcommand() {
+        let page = String::from_utf8(man_page()).unwrap();
+        let mut all = Vec::new();
+        paths("mfa-enroll", &Cli::command(), &mut all);
+        assert!(all.len() >= 15, "{all:?}");
+        for path in all {
+            let roff = path.replace('-', "\\-");
+            assert!(page.contains(&roff), "the man page lacks `{path}`");
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use mfa_core::admin::AdminError;
 use mfa_core::config::ConfigError;
+use mfa_core::enrollment::EnrollmentError;
 use mfa_core::import::ImportError;
 use mfa_core::keys::KeyError;
 use mfa_core::store::StoreError;
@@ -103,7 +104,9 @@ impl CliError {
             | CliError::UnknownUid(_)
             | CliError::NoHome(_)
             | CliError::Admin(
-                AdminError::UnknownDevice { .. } | AdminError::Key(KeyError::UnknownGeneration(_)),
+                AdminError::UnknownDevice { .. }
+                | AdminError::Key(KeyError::UnknownGeneration(_))
+                | AdminError::Enrollment(EnrollmentError::BadDeviceName),
             ) => EXIT_USAGE,
             CliError::Key(KeyError::AlreadyExists(_))
             | CliError::Admin(

@@ -507,7 +507,7 @@ pub fn key_migrate(config_path: &Path, out: &mut impl Write) -> Result<(), CliEr
     } else {
         let _ = writeln!(
             text,
-            "{} could not be migrated and still use their old generation:",
+            "{} could not be migrated and keep the generation they had:",
             plural(report.failed.len(), "record", "records")
         );
         for f in &report.failed {
@@ -520,7 +520,7 @@ pub fn key_migrate(config_path: &Path, out: &mut impl Write) -> Result<(), CliEr
     } else {
         Err(CliError::Incomplete {
             summary: format!(
-                "{} could not be migrated; the others were",
+                "{} could not be migrated (the others were)",
                 plural(report.failed.len(), "record", "records")
             ),
             code: EXIT_FAILED,
