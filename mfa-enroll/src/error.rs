@@ -210,6 +210,13 @@ pub enum ReadProblem {
     Symlink,
     /// It is not a regular file.
     NotRegular,
+    /// Neither the expected user nor root owns it.
+    WrongOwner {
+        /// The owner found.
+        found: u32,
+        /// The uid that should own it (or root).
+        expected: u32,
+    },
     /// It is larger than any valid file of its kind.
     TooLarge {
         /// The bound in bytes.
@@ -231,6 +238,10 @@ impl fmt::Display for ReadProblem {
             ReadProblem::NotRegular => {
                 f.write_str("is not a regular file; give the path of the real file")
             }
+            ReadProblem::WrongOwner { found, expected } => write!(
+                f,
+                "is owned by uid {found}, not by uid {expected} or root; check that it is the right file, or copy it somewhere only root can write and give that path"
+            ),
             ReadProblem::TooLarge { max } => write!(
                 f,
                 "is larger than the {max} bytes a valid file can be; check that it is the right file"

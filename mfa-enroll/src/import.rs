@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::fs::OpenOptions;
 use std::io::{Read as _, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use mfa_core::admin;
@@ -30,9 +30,15 @@ use crate::render;
 use crate::{GoogleAuthenticatorArgs, OathArgs};
 
 /// Reads a file to import: never through a symbolic link, never blocking on
-/// a FIFO, only a regular file, at most `max` bytes. The file is opened
-/// read-only and never written. The buffer is wiped when dropped.
-pub fn read_file(path: &Path, max: usize) -> Result<Zeroizing<Vec<u8>>, CliError> {
+/// a FIFO, only a regular file, at most `max` bytes, and, given `owner`,
+/// only if that uid or root owns it (so a user cannot have root import a
+/// file of someone else's). The file is opened read-only and never
+/// written. The buffer is wiped when dropped.
+pub fn read_file(
+    path: &Path,
+    max: usize,
+    owner: Option<u32>,
+) -> Result<Zeroizing<Vec<u8>>, CliError> {
     let fail = |problem| CliError::ReadFile {
         path: path.to_path_buf(),
         problem,
@@ -52,6 +58,14 @@ pub fn read_file(path: &Path, max: usize) -> Result<Zeroizing<Vec<u8>>, CliError
     let meta = file.metadata().map_err(|e| fail(ReadProblem::Io(e)))?;
     if !meta.is_file() {
         return Err(fail(ReadProblem::NotRegular));
+    }
+    if let Some(expected) = owner {
+        if meta.uid() != expected && meta.uid() != 0 {
+            return Err(fail(ReadProblem::WrongOwner {
+                found: meta.uid(),
+                expected,
+            }));
+        }
     }
     if meta.len() > max as u64 {
         return Err(fail(ReadProblem::TooLarge { max }));
@@ -117,7 +131,7 @@ pub fn google_authenticator(
         Some(p) => p.clone(),
         None => default_file(&who)?,
     };
-    let bytes = read_file(&path, MAX_GOOGLE_AUTHENTICATOR_FILE)?;
+    let bytes = read_file(&path, MAX_GOOGLE_AUTHENTICATOR_FILE, Some(who.uid))?;
     let ga = parse_google_authenticator(&bytes).map_err(|err| CliError::Import {
         path: path.clone(),
         err,
@@ -444,7 +458,7 @@ pub fn oath(config_path: &Path, args: &OathArgs, out: &mut impl Write) -> Result
     let store = store(&config);
     enrollment::check_device_name(&args.device).map_err(admin::AdminError::from)?;
     let path = &args.usersfile;
-    let bytes = read_file(path, MAX_OATH_USERSFILE)?;
+    let bytes = read_file(path, MAX_OATH_USERSFILE, Some(0))?;
     let lines = parse_oath_usersfile(&bytes).map_err(|err| CliError::Import {
         path: path.clone(),
         err,
@@ -509,7 +523,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let real = dir.path().join("real");
         std::fs::write(&real, b"abc").unwrap();
-        assert_eq!(read_file(&real, 3).unwrap().as_slice(), b"abc");
+        assert_eq!(read_file(&real, 3, None).unwrap().as_slice(), b"abc");
+        // Root's file is accepted for anyone; someone else's is not.
+        assert!(read_file(&real, 3, Some(12345)).is_ok());
+        nix::unistd::chown(&real, Some(nix::unistd::Uid::from_raw(4321)), None).unwrap();
+        let err = read_file(&real, 3, Some(12345)).unwrap_err().to_string();
+        assert!(err.contains("owned by uid 4321, not by uid 12345"), "{err}");
+        assert!(read_file(&real, 3, Some(4321)).is_ok());
+        nix::unistd::chown(&real, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&real, &link).unwrap();
         let fifo = dir.path().join("fifo");
@@ -521,7 +542,7 @@ mod tests {
             (&real, 2, "larger than the 2 bytes"),
             (&dir.path().join("none"), 3, "does not exist"),
         ] {
-            let err = read_file(path, max).unwrap_err().to_string();
+            let err = read_file(path, max, None).unwrap_err().to_string();
             assert!(err.contains(want), "{}: {err}", path.display());
         }
     }

@@ -591,7 +591,21 @@ fn import_refusals_say_why_and_what_to_do() {
     std::os::unix::fs::symlink(fixtures().join("ga-totp"), &link).unwrap();
     let big = dir.join("big");
     std::fs::write(&big, vec![b'A'; 5000]).unwrap();
-    let cases: [(&str, Vec<String>, i32); 6] = [
+    // A user cannot have root import someone else's file.
+    let foreign = dir.join("foreign");
+    std::fs::copy(fixtures().join("ga-totp"), &foreign).unwrap();
+    nix::unistd::chown(
+        &foreign,
+        Some(nix::unistd::Uid::from_raw(uid_of("irc"))),
+        None,
+    )
+    .unwrap();
+    let cases: [(&str, Vec<String>, i32); 7] = [
+        (
+            "import-ga-foreign-owner",
+            vec!["--file".into(), foreign.display().to_string()],
+            1,
+        ),
         (
             "import-ga-hotp",
             vec!["--file".into(), fixture_arg("ga-hotp")],
