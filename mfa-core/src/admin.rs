@@ -63,6 +63,48 @@ pub enum AdminError {
     Key(KeyError),
     /// The user's record could not be read, written or removed.
     Store(StoreError),
+    /// The user has no device of that name.
+    UnknownDevice {
+        /// The user.
+        uid: u32,
+        /// The name asked for.
+        device: String,
+        /// The names the user's devices have.
+        known: Vec<String>,
+    },
+    /// Removing the device would leave the user without any.
+    LastDevice {
+        /// The user.
+        uid: u32,
+        /// The device.
+        device: String,
+    },
+    /// An imported device's TOTP parameters are unusable.
+    BadParams(totp::ParamsError),
+    /// A key generation cannot be retired while records are sealed under it.
+    GenerationInUse {
+        /// The generation.
+        generation: Generation,
+        /// The users whose records use it.
+        uids: Vec<u32>,
+    },
+    /// A key generation cannot be retired while some records cannot be
+    /// opened: nobody can tell which generation they need.
+    UnreadableRecords {
+        /// The generation that was to be retired.
+        generation: Generation,
+        /// The users whose records do not open.
+        uids: Vec<u32>,
+    },
+}
+
+fn uid_list(uids: &[u32]) -> String {
+    const SHOWN: usize = 10;
+    let mut s: Vec<String> = uids.iter().take(SHOWN).map(ToString::to_string).collect();
+    if uids.len() > SHOWN {
+        s.push(format!("and {} more", uids.len() - SHOWN));
+    }
+    s.join(", ")
 }
 
 impl fmt::Display for AdminError {
@@ -92,6 +134,26 @@ impl fmt::Display for AdminError {
             AdminError::Enrollment(e) => write!(f, "{e}"),
             AdminError::Key(e) => write!(f, "{e}"),
             AdminError::Store(e) => write!(f, "{e}"),
+            AdminError::UnknownDevice { uid, device, known } => write!(
+                f,
+                "uid {uid} has no device named `{device}`; its devices are: {}. See `mfa-enroll devices`",
+                known.join(", ")
+            ),
+            AdminError::LastDevice { uid, device } => write!(
+                f,
+                "`{device}` is the only device of uid {uid}; removing it would leave the user without a second factor. Enroll another device first, or add --force to remove the whole record (like `mfa-enroll reset`)"
+            ),
+            AdminError::BadParams(e) => write!(f, "the imported device cannot be used: {e}"),
+            AdminError::GenerationInUse { generation, uids } => write!(
+                f,
+                "key generation {generation} still seals the records of uid {}; run `mfa-enroll key migrate` first, then retire it",
+                uid_list(uids)
+            ),
+            AdminError::UnreadableRecords { generation, uids } => write!(
+                f,
+                "the records of uid {} do not open, so nobody can tell whether they need key generation {generation}; repair them (restore from backup) or remove them with `mfa-enroll reset --uid N`, then retire it",
+                uid_list(uids)
+            ),
         }
     }
 }
@@ -107,7 +169,12 @@ impl std::error::Error for AdminError {
             AdminError::AlreadyEnrolled { .. }
             | AdminError::NotEnrolled { .. }
             | AdminError::InvalidCode { .. }
-            | AdminError::WrongCode => None,
+            | AdminError::WrongCode
+            | AdminError::UnknownDevice { .. }
+            | AdminError::LastDevice { .. }
+            | AdminError::BadParams(_)
+            | AdminError::GenerationInUse { .. }
+            | AdminError::UnreadableRecords { .. } => None,
         }
     }
 }
@@ -573,4 +640,393 @@ fn record_unusable(store: &Store, uid: u32, e: &StoreError) -> bool {
         StoreError::Unreadable(f) => f.path == store.dir().join(uid.to_string()),
         _ => false,
     }
+}
+
+// ---------------------------------------------------------------------------
+// list
+
+/// One record found in the state directory, as `list` shows it.
+#[derive(Debug)]
+pub struct ListedUser {
+    /// The uid the record file is named after.
+    pub uid: u32,
+    /// The user's state, or why the record does not open. A record that
+    /// fails is listed all the same, never skipped.
+    pub status: Result<UserStatus, StoreError>,
+    /// Whether a self-service enrollment of this uid waits in the spool.
+    pub pending: bool,
+}
+
+/// Whether the spool holds a pending self-service enrollment for `uid` (a
+/// file named after the uid). Only its presence is reported; it is not
+/// opened here.
+pub fn pending_enrollment(paths: &Paths, uid: u32) -> bool {
+    std::fs::symlink_metadata(paths.spool_dir.join(uid.to_string())).is_ok()
+}
+
+/// Every user with a record file, in uid order, each opened (under its
+/// lock, one at a time) and reported as [`status`] does. A record that
+/// vanished between listing the directory and opening it is left out.
+///
+/// # Errors
+/// [`AdminError::Store`] if the state directory cannot be listed.
+pub fn list(
+    store: &Store,
+    keys: &MasterKey,
+    config: &Config,
+    now: u64,
+) -> Result<Vec<ListedUser>, AdminError> {
+    let mut users = Vec::new();
+    for uid in store.uids()? {
+        let status = store
+            .open_user(uid, keys)
+            .map(|state| status(&state, config, now));
+        if matches!(&status, Ok(s) if !s.enrolled) {
+            continue;
+        }
+        users.push(ListedUser {
+            uid,
+            status,
+            pending: pending_enrollment(&config.paths, uid),
+        });
+    }
+    Ok(users)
+}
+
+// ---------------------------------------------------------------------------
+// remove-device
+
+/// What [`remove_device`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceRemoval {
+    /// The device is gone; the user keeps this many others.
+    Removed {
+        /// Devices left.
+        remaining: usize,
+    },
+    /// It was the last device and `force` was given: the whole record was
+    /// removed, as `reset` does, so the user is no longer enrolled.
+    RecordRemoved,
+}
+
+/// Removes the device named `device` from `state`'s user. Removing the last
+/// device is refused unless `force`, which removes the whole record (the
+/// recovery codes alone are not a device to log in with day to day).
+///
+/// # Errors
+/// [`AdminError::NotEnrolled`], [`AdminError::UnknownDevice`],
+/// [`AdminError::LastDevice`] or the write's [`AdminError::Store`].
+pub fn remove_device(
+    state: &mut UserState<'_>,
+    keys: &MasterKey,
+    device: &str,
+    force: bool,
+) -> Result<DeviceRemoval, AdminError> {
+    let uid = state.uid();
+    let record = state.record().ok_or(AdminError::NotEnrolled { uid })?;
+    let Some(index) = record.devices.iter().position(|d| d.name == device) else {
+        return Err(AdminError::UnknownDevice {
+            uid,
+            device: device.to_owned(),
+            known: record.devices.iter().map(|d| d.name.clone()).collect(),
+        });
+    };
+    if record.devices.len() == 1 {
+        if !force {
+            return Err(AdminError::LastDevice {
+                uid,
+                device: device.to_owned(),
+            });
+        }
+        state.remove()?;
+        return Ok(DeviceRemoval::RecordRemoved);
+    }
+    let mut record = record.clone();
+    record.devices.remove(index);
+    // The record shrinks; a fresh file leaves no copy of the removed secret
+    // in the other slot.
+    state.rewrite(&record, keys)?;
+    Ok(DeviceRemoval::Removed {
+        remaining: record.devices.len(),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// recovery-codes --regenerate
+
+/// Replaces `state`'s user's recovery codes with a fresh set, as configured,
+/// in one atomic rewrite: afterwards only the new codes work. Returns the
+/// codes, to show once.
+///
+/// # Errors
+/// [`AdminError::NotEnrolled`], [`AdminError::Enrollment`] or
+/// [`AdminError::Store`]; the old codes still work after any error.
+pub fn regenerate_recovery_codes(
+    state: &mut UserState<'_>,
+    config: &Config,
+    keys: &MasterKey,
+) -> Result<Vec<RecoveryCode>, AdminError> {
+    let uid = state.uid();
+    let mut record = state
+        .record()
+        .ok_or(AdminError::NotEnrolled { uid })?
+        .clone();
+    let (codes, hashes) = enrollment::new_recovery_codes(config)?;
+    record.recovery = Some(hashes);
+    // A new file: the old hashes do not linger in the other slot.
+    state.rewrite(&record, keys)?;
+    Ok(codes)
+}
+
+// ---------------------------------------------------------------------------
+// key rotate, list, migrate, retire
+
+/// Adds a key generation and makes it active: the key file is replaced
+/// atomically, then the enrollment public key is rewritten for the new
+/// generation. Records sealed under older generations keep opening.
+/// Returns the new generation.
+///
+/// # Errors
+/// [`AdminError::Key`]: the key file does not load, holds too many
+/// generations, or a file cannot be written. If only the public key could
+/// not be written, running `key rotate` again is not needed: the error says
+/// which file failed, and the old public key still works for new
+/// self-enrollments.
+pub fn rotate_key(paths: &Paths, trust: FileTrust, now: u64) -> Result<Generation, AdminError> {
+    let mut keys = MasterKey::load(&paths.key_file, trust)?;
+    let generation = keys.rotate(now)?;
+    keys.save(&paths.key_file)?;
+    keys.enrollment_public_key()
+        .save(&paths.enroll_public_key)?;
+    Ok(generation)
+}
+
+/// A record that could not be opened while scanning the store.
+#[derive(Debug)]
+pub struct UnreadableRecord {
+    /// The uid the file is named after.
+    pub uid: u32,
+    /// Why it does not open.
+    pub error: StoreError,
+}
+
+/// One key generation and the records sealed under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationUsage {
+    /// The generation.
+    pub id: Generation,
+    /// When it was created (Unix seconds).
+    pub created: u64,
+    /// Whether new records are sealed under it.
+    pub active: bool,
+    /// The users whose record has at least one valid slot sealed under it.
+    pub uids: Vec<u32>,
+}
+
+/// Which records use which key generation.
+#[derive(Debug)]
+pub struct KeyUsage {
+    /// Every generation of the key file, oldest first.
+    pub generations: Vec<GenerationUsage>,
+    /// Records that did not open, so whose generation is unknown.
+    pub unreadable: Vec<UnreadableRecord>,
+}
+
+/// Opens every record and notes the generations its valid slots are sealed
+/// under ([`UserState::generations`]: both slots, since a login seals only
+/// the slot it writes under the active key).
+///
+/// # Errors
+/// [`AdminError::Store`] if the state directory cannot be listed.
+pub fn key_usage(store: &Store, keys: &MasterKey) -> Result<KeyUsage, AdminError> {
+    let mut generations: Vec<GenerationUsage> = keys
+        .list()
+        .into_iter()
+        .map(|g| GenerationUsage {
+            id: g.id,
+            created: g.created,
+            active: g.active,
+            uids: Vec::new(),
+        })
+        .collect();
+    let mut unreadable = Vec::new();
+    for uid in store.uids()? {
+        match store.open_user(uid, keys) {
+            Ok(state) => {
+                for g in &mut generations {
+                    if state.generations().contains(&g.id) {
+                        g.uids.push(uid);
+                    }
+                }
+            }
+            Err(error) => unreadable.push(UnreadableRecord { uid, error }),
+        }
+    }
+    Ok(KeyUsage {
+        generations,
+        unreadable,
+    })
+}
+
+/// What [`migrate_user`] did to one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Migrated {
+    /// The record was re-sealed under the active generation; it had used
+    /// these generations.
+    Resealed {
+        /// The generations the record used before.
+        from: Vec<Generation>,
+    },
+    /// Every valid slot already used the active generation; nothing written.
+    AlreadyCurrent,
+    /// The record file was gone when it was opened.
+    Gone,
+}
+
+/// Re-seals `uid`'s record under the active generation by the rename
+/// protocol, unless it already uses only that one. Each record is rewritten
+/// on its own and atomically, so a migration interrupted at any point is
+/// finished by running it again.
+///
+/// # Errors
+/// The [`StoreError`] if the record does not open or cannot be written.
+pub fn migrate_user(store: &Store, uid: u32, keys: &MasterKey) -> Result<Migrated, StoreError> {
+    let mut state = store.open_user(uid, keys)?;
+    let Some(record) = state.record().cloned() else {
+        return Ok(Migrated::Gone);
+    };
+    let from = state.generations().to_vec();
+    if from.iter().all(|g| *g == keys.active()) {
+        return Ok(Migrated::AlreadyCurrent);
+    }
+    state.rewrite(&record, keys)?;
+    let mut from = from;
+    from.sort_unstable();
+    from.dedup();
+    Ok(Migrated::Resealed { from })
+}
+
+/// The outcome of [`migrate`].
+#[derive(Debug, Default)]
+pub struct MigrationReport {
+    /// Records re-sealed, with the generations they used before.
+    pub resealed: Vec<(u32, Vec<Generation>)>,
+    /// Records that already used only the active generation.
+    pub current: Vec<u32>,
+    /// Records that did not open or could not be written; the others were
+    /// migrated all the same.
+    pub failed: Vec<UnreadableRecord>,
+}
+
+/// Runs [`migrate_user`] for every record in the store.
+///
+/// # Errors
+/// [`AdminError::Store`] if the state directory cannot be listed; a record
+/// that fails is reported in [`MigrationReport::failed`] instead.
+pub fn migrate(store: &Store, keys: &MasterKey) -> Result<MigrationReport, AdminError> {
+    let mut report = MigrationReport::default();
+    for uid in store.uids()? {
+        match migrate_user(store, uid, keys) {
+            Ok(Migrated::Resealed { from }) => report.resealed.push((uid, from)),
+            Ok(Migrated::AlreadyCurrent) => report.current.push(uid),
+            Ok(Migrated::Gone) => {}
+            Err(error) => report.failed.push(UnreadableRecord { uid, error }),
+        }
+    }
+    Ok(report)
+}
+
+/// Removes key generation `generation` from the key file, once nothing
+/// needs it: it must not be the active one, and every record must open and
+/// have no valid slot sealed under it. Then the key file is replaced
+/// atomically.
+///
+/// # Errors
+/// [`AdminError::Key`] with [`KeyError::RetireActive`] or
+/// [`KeyError::UnknownGeneration`]; [`AdminError::UnreadableRecords`];
+/// [`AdminError::GenerationInUse`]; or a load or write failure. The key
+/// file is unchanged after any error.
+pub fn retire_key(
+    paths: &Paths,
+    trust: FileTrust,
+    store: &Store,
+    generation: Generation,
+) -> Result<(), AdminError> {
+    let mut keys = MasterKey::load(&paths.key_file, trust)?;
+    if generation == keys.active() {
+        return Err(KeyError::RetireActive(generation).into());
+    }
+    if !keys.list().iter().any(|g| g.id == generation) {
+        return Err(KeyError::UnknownGeneration(generation).into());
+    }
+    let usage = key_usage(store, &keys)?;
+    if !usage.unreadable.is_empty() {
+        return Err(AdminError::UnreadableRecords {
+            generation,
+            uids: usage.unreadable.iter().map(|u| u.uid).collect(),
+        });
+    }
+    if let Some(used) = usage
+        .generations
+        .iter()
+        .find(|g| g.id == generation && !g.uids.is_empty())
+    {
+        return Err(AdminError::GenerationInUse {
+            generation,
+            uids: used.uids.clone(),
+        });
+    }
+    keys.retire(generation)?;
+    keys.save(&paths.key_file)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// import
+
+/// What [`import_device`] stored.
+pub struct Imported {
+    /// The fresh recovery codes, to show once.
+    pub recovery_codes: Vec<RecoveryCode>,
+    /// Whether an existing record was replaced.
+    pub replaced: bool,
+}
+
+impl fmt::Debug for Imported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Imported")
+            .field("recovery_codes", &self.recovery_codes.len())
+            .field("replaced", &self.replaced)
+            .finish()
+    }
+}
+
+/// Enrolls `state`'s user with a device taken over from another module
+/// (see [`crate::import`]) and a fresh set of recovery codes, in one new
+/// record. The other module's scratch codes are never carried over. Refused
+/// if the user is enrolled, unless `replace`.
+///
+/// # Errors
+/// [`AdminError::AlreadyEnrolled`], [`AdminError::Enrollment`] for a bad
+/// device name, or [`AdminError::Store`].
+pub fn import_device(
+    state: &mut UserState<'_>,
+    username: &str,
+    device: crate::record::Device,
+    config: &Config,
+    keys: &MasterKey,
+    replace: bool,
+) -> Result<Imported, AdminError> {
+    enrollment::check_device_name(&device.name)?;
+    device.params.validate().map_err(AdminError::BadParams)?;
+    let replaced = check_enrollable(state, replace)?;
+    let (codes, hashes) = enrollment::new_recovery_codes(config)?;
+    let mut record = Record::new(username, device.created);
+    record.devices.push(device);
+    record.recovery = Some(hashes);
+    state.rewrite(&record, keys)?;
+    Ok(Imported {
+        recovery_codes: codes,
+        replaced,
+    })
 }

@@ -18,6 +18,7 @@ pub mod doctor;
 pub mod enrollment;
 pub mod flow;
 pub mod fsutil;
+pub mod import;
 pub mod input;
 pub mod keys;
 pub mod pending;

@@ -19,7 +19,8 @@ use zeroize::Zeroizing;
 
 use crate::error::CliError;
 use crate::render;
-use crate::{Cli, Command, EnrollArgs, KeyCommand, StatusArgs, Target};
+use crate::{docs, import, tools};
+use crate::{Cli, Command, EnrollArgs, ImportCommand, KeyCommand, StatusArgs, Target};
 
 /// Where audit lines go: the local syslog socket.
 const SYSLOG_SOCKET: &str = "/dev/log";
@@ -36,6 +37,19 @@ pub fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Status(args) => status(config_path, args, &mut out),
         Command::Reset(target) => reset(config_path, target, &mut out),
         Command::Unlock(target) => unlock(config_path, target, &mut out),
+        Command::Key(KeyCommand::Rotate) => tools::key_rotate(config_path, &mut out),
+        Command::Key(KeyCommand::List(args)) => tools::key_list(config_path, args, &mut out),
+        Command::Key(KeyCommand::Migrate) => tools::key_migrate(config_path, &mut out),
+        Command::Key(KeyCommand::Retire(args)) => tools::key_retire(config_path, args, &mut out),
+        Command::List(args) => tools::list(config_path, args, &mut out),
+        Command::Devices(args) => tools::devices(config_path, args, &mut out),
+        Command::RemoveDevice(args) => tools::remove_device(config_path, args, &mut out),
+        Command::RecoveryCodes(args) => tools::recovery_codes(config_path, args, &mut out),
+        Command::Import(ImportCommand::GoogleAuthenticator(args)) => {
+            import::google_authenticator(config_path, args, &mut out)
+        }
+        Command::Import(ImportCommand::Oath(args)) => import::oath(config_path, args, &mut out),
+        Command::GenerateDocs(args) => docs::generate(&args.out, &mut out),
     }
 }
 
@@ -58,7 +72,7 @@ impl Who {
     }
 }
 
-fn require_root(command: &'static str) -> Result<(), CliError> {
+pub(crate) fn require_root(command: &'static str) -> Result<(), CliError> {
     if nix::unistd::geteuid().is_root() {
         Ok(())
     } else {
@@ -69,7 +83,7 @@ fn require_root(command: &'static str) -> Result<(), CliError> {
 /// Resolves `--user NAME` (which must exist) or `--uid N` (which need not:
 /// a record may outlive its account, and an administrator must still be
 /// able to see and remove it).
-fn resolve(target: &Target) -> Result<Who, CliError> {
+pub(crate) fn resolve(target: &Target) -> Result<Who, CliError> {
     if let Some(name) = &target.user {
         return match User::from_name(name) {
             Ok(Some(u)) => Ok(Who {
@@ -94,25 +108,25 @@ fn resolve(target: &Target) -> Result<Who, CliError> {
     Ok(Who { uid, name })
 }
 
-fn load_config(path: &Path) -> Result<Config, CliError> {
+pub(crate) fn load_config(path: &Path) -> Result<Config, CliError> {
     Ok(Config::load(path, FileTrust::ROOT, &[])?)
 }
 
-fn load_keys(config: &Config) -> Result<MasterKey, CliError> {
+pub(crate) fn load_keys(config: &Config) -> Result<MasterKey, CliError> {
     Ok(MasterKey::load(&config.paths.key_file, FileTrust::ROOT)?)
 }
 
-fn store(config: &Config) -> Store {
+pub(crate) fn store(config: &Config) -> Store {
     Store::new(&config.paths.state_dir, FileTrust::ROOT)
 }
 
 /// Sends an audit line. A missing syslog daemon changes nothing.
-fn log(event: &Event) {
+pub(crate) fn log(event: &Event) {
     let _ = audit::send_to(Path::new(SYSLOG_SOCKET), IDENT, event);
 }
 
 /// Opens `who`'s state, logging integrity problems with the record.
-fn open_user<'s>(
+pub(crate) fn open_user<'s>(
     store: &'s Store,
     who: &Who,
     keys: &MasterKey,
@@ -123,7 +137,7 @@ fn open_user<'s>(
     })
 }
 
-fn log_store_error(who: &Who, e: &StoreError) {
+pub(crate) fn log_store_error(who: &Who, e: &StoreError) {
     if matches!(
         e,
         StoreError::Corrupt { .. }
@@ -135,7 +149,7 @@ fn log_store_error(who: &Who, e: &StoreError) {
     }
 }
 
-fn write_out(out: &mut impl Write, text: &str) -> Result<(), CliError> {
+pub(crate) fn write_out(out: &mut impl Write, text: &str) -> Result<(), CliError> {
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .map_err(CliError::Output)

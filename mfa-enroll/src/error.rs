@@ -3,8 +3,12 @@
 use std::fmt;
 use std::io;
 
+use std::path::PathBuf;
+
 use mfa_core::admin::AdminError;
 use mfa_core::config::ConfigError;
+use mfa_core::enrollment::EnrollmentError;
+use mfa_core::import::ImportError;
 use mfa_core::keys::KeyError;
 use mfa_core::store::StoreError;
 
@@ -50,6 +54,37 @@ pub enum CliError {
     Input(io::Error),
     /// Writing to standard output failed before anything changed.
     Output(io::Error),
+    /// A file to import could not be read.
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        problem: ReadProblem,
+    },
+    /// A file to import is not valid or holds nothing importable.
+    Import {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        err: ImportError,
+    },
+    /// The password database gives the user no home directory to find
+    /// `.google_authenticator` in.
+    NoHome(String),
+    /// Some records or lines could not be handled; each was reported above.
+    Incomplete {
+        /// What went wrong, counted (`2 records could not be opened`).
+        summary: String,
+        /// The exit status: [`EXIT_FAILED`] or [`EXIT_REFUSED`].
+        code: u8,
+    },
+    /// Writing a generated manual page or completion file failed.
+    WriteDocs {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        err: io::Error,
+    },
     /// Writing to standard output failed after the user was enrolled, so the
     /// secret or the recovery codes were never seen.
     OutputAfterEnroll {
@@ -65,15 +100,33 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::NotRoot { .. } => EXIT_NOT_PERMITTED,
-            CliError::UnknownUser(_) | CliError::UnknownUid(_) => EXIT_USAGE,
+            CliError::UnknownUser(_)
+            | CliError::UnknownUid(_)
+            | CliError::NoHome(_)
+            | CliError::Admin(
+                AdminError::UnknownDevice { .. }
+                | AdminError::Key(KeyError::UnknownGeneration(_))
+                | AdminError::Enrollment(EnrollmentError::BadDeviceName),
+            ) => EXIT_USAGE,
             CliError::Key(KeyError::AlreadyExists(_))
             | CliError::Admin(
-                AdminError::Key(KeyError::AlreadyExists(_))
+                AdminError::Key(KeyError::AlreadyExists(_) | KeyError::RetireActive(_))
                 | AdminError::AlreadyEnrolled { .. }
                 | AdminError::NotEnrolled { .. }
                 | AdminError::InvalidCode { .. }
-                | AdminError::WrongCode,
-            ) => EXIT_REFUSED,
+                | AdminError::WrongCode
+                | AdminError::LastDevice { .. }
+                | AdminError::GenerationInUse { .. }
+                | AdminError::UnreadableRecords { .. },
+            )
+            | CliError::Import {
+                err:
+                    ImportError::CounterBased
+                    | ImportError::NotTimeBased
+                    | ImportError::Secret(mfa_core::totp::SecretError::TooShort { .. }),
+                ..
+            } => EXIT_REFUSED,
+            CliError::Incomplete { code, .. } => *code,
             CliError::Config(_)
             | CliError::Key(_)
             | CliError::Store(_)
@@ -82,7 +135,10 @@ impl CliError {
             | CliError::Hostname(_)
             | CliError::Input(_)
             | CliError::Output(_)
-            | CliError::OutputAfterEnroll { .. } => EXIT_FAILED,
+            | CliError::OutputAfterEnroll { .. }
+            | CliError::ReadFile { .. }
+            | CliError::Import { .. }
+            | CliError::WriteDocs { .. } => EXIT_FAILED,
         }
     }
 }
@@ -119,6 +175,22 @@ impl fmt::Display for CliError {
                 "cannot read the verification code from standard input ({err}); nothing was stored"
             ),
             CliError::Output(err) => write!(f, "cannot write to standard output: {err}"),
+            CliError::ReadFile { path, problem } => write!(f, "{}: {problem}", path.display()),
+            CliError::Import { path, err } => {
+                write!(f, "{}: {err}. Nothing was imported", path.display())
+            }
+            CliError::NoHome(user) => write!(
+                f,
+                "the password database gives `{user}` no home directory; give the file with --file"
+            ),
+            CliError::Incomplete { summary, .. } => {
+                write!(f, "{summary}; see the messages above")
+            }
+            CliError::WriteDocs { path, err } => write!(
+                f,
+                "cannot write {}: {err}; check that the --out directory is writable",
+                path.display()
+            ),
             CliError::OutputAfterEnroll { uid, err } => write!(
                 f,
                 "uid {uid} is enrolled, but its secret and recovery codes could not be written to standard output ({err}); run `mfa-enroll reset --uid {uid}` and enroll again"
@@ -128,6 +200,56 @@ impl fmt::Display for CliError {
 }
 
 impl std::error::Error for CliError {}
+
+/// Why a file to import could not be read.
+#[derive(Debug)]
+pub enum ReadProblem {
+    /// Nothing is there.
+    Missing,
+    /// It is a symbolic link, which is never followed.
+    Symlink,
+    /// It is not a regular file.
+    NotRegular,
+    /// Neither the expected user nor root owns it.
+    WrongOwner {
+        /// The owner found.
+        found: u32,
+        /// The uid that should own it (or root).
+        expected: u32,
+    },
+    /// It is larger than any valid file of its kind.
+    TooLarge {
+        /// The bound in bytes.
+        max: usize,
+    },
+    /// The OS refused.
+    Io(io::Error),
+}
+
+impl fmt::Display for ReadProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadProblem::Missing => {
+                f.write_str("does not exist; check the path, or give the file with --file")
+            }
+            ReadProblem::Symlink => f.write_str(
+                "is a symbolic link, which is never followed; give the path of the real file",
+            ),
+            ReadProblem::NotRegular => {
+                f.write_str("is not a regular file; give the path of the real file")
+            }
+            ReadProblem::WrongOwner { found, expected } => write!(
+                f,
+                "is owned by uid {found}, not by uid {expected} or root; check that it is the right file, or copy it somewhere only root can write and give that path"
+            ),
+            ReadProblem::TooLarge { max } => write!(
+                f,
+                "is larger than the {max} bytes a valid file can be; check that it is the right file"
+            ),
+            ReadProblem::Io(e) => write!(f, "cannot be read: {e}"),
+        }
+    }
+}
 
 impl From<ConfigError> for CliError {
     fn from(e: ConfigError) -> Self {

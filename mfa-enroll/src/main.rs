@@ -12,8 +12,11 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod docs;
 mod error;
+mod import;
 mod render;
+mod tools;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,7 +33,9 @@ Exit status:
   2  usage error: bad arguments, unknown user
   3  not permitted: the command must run as root
   4  refused: the master key already exists, the user is already enrolled
-     (or not enrolled), or the verification code was wrong
+     (or not enrolled), the verification code was wrong, the last device or
+     a key generation still in use would be removed, or a file to import
+     holds no usable time-based device
 
 Secrets are never taken from the command line or the environment, and never
 written to the audit log (syslog, facility authpriv, ident mfa-enroll).";
@@ -41,9 +46,11 @@ written to the audit log (syslog, facility authpriv, ident mfa-enroll).";
     name = "mfa-enroll",
     version,
     about = "Enroll and administer pam_mfa users",
-    long_about = "Enroll and administer pam_mfa users: create the host's master key, give a user \
-                  a TOTP device and recovery codes, show a user's state, clear a lockout, or \
-                  delete a user's record. Every command here runs as root.",
+    long_about = "Enroll and administer pam_mfa users: create, rotate and retire the host's \
+                  master key, give a user a TOTP device and recovery codes, list users and \
+                  devices, show a user's state, clear a lockout, delete a record, or take over \
+                  secrets from google-authenticator and pam_oath. Every command here runs as \
+                  root.",
     after_long_help = EXIT_STATUS_HELP
 )]
 pub struct Cli {
@@ -86,6 +93,163 @@ pub enum Command {
     /// Clear a user's failed attempts, back-off and lockout.
     #[command(after_long_help = EXIT_STATUS_HELP)]
     Unlock(Target),
+    /// List every enrolled user: devices, recovery codes left, failures,
+    /// lockout, key generations, last success and pending self-enrollment.
+    ///
+    /// A record that does not open is listed with its error, and makes the
+    /// exit status 1.
+    #[command(after_long_help = EXIT_STATUS_HELP)]
+    List(JsonArg),
+    /// Show a user's devices: name, algorithm, digits, period, when added
+    /// and when last used.
+    #[command(after_long_help = EXIT_STATUS_HELP)]
+    Devices(StatusArgs),
+    /// Remove one of a user's devices.
+    ///
+    /// The last device is kept unless --force is given; then the whole
+    /// record is removed, as `reset` does, and the user is no longer
+    /// enrolled.
+    #[command(after_long_help = EXIT_STATUS_HELP)]
+    RemoveDevice(RemoveDeviceArgs),
+    /// Show how many recovery codes a user has left, or replace them all.
+    ///
+    /// With --regenerate a new set replaces the old one in one atomic write
+    /// (the old codes stop working) and the new codes are printed, once.
+    #[command(after_long_help = EXIT_STATUS_HELP)]
+    RecoveryCodes(RecoveryCodesArgs),
+    /// Take over a user's secret from another TOTP module, so that the
+    /// authenticator app keeps working.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Write the manual page and shell completions (for packaging).
+    #[command(hide = true)]
+    GenerateDocs(GenerateDocsArgs),
+}
+
+/// `--json` alone.
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `remove-device` arguments.
+#[derive(Debug, Args)]
+pub struct RemoveDeviceArgs {
+    /// The user.
+    #[command(flatten)]
+    pub target: Target,
+    /// The device's name, as `devices` shows it.
+    #[arg(long, value_name = "NAME")]
+    pub device: String,
+    /// Remove even the last device, and with it the whole record.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `recovery-codes` arguments.
+#[derive(Debug, Args)]
+pub struct RecoveryCodesArgs {
+    /// The user.
+    #[command(flatten)]
+    pub target: Target,
+    /// Replace the user's recovery codes with a new set and print it.
+    #[arg(long)]
+    pub regenerate: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `import` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import a user's `~/.google_authenticator` (google-authenticator-libpam).
+    ///
+    /// The file's base32 secret becomes a pam_mfa device with the same
+    /// codes (SHA1, 6 digits, its `STEP_SIZE` or 30 s); time steps the file
+    /// marks as used stay used. Counter-based (HOTP) files and secrets under
+    /// 128 bits are refused. Without --apply nothing is written: the command
+    /// prints what it found and what would change. The file itself is never
+    /// modified.
+    #[command(after_long_help = IMPORT_GA_HELP)]
+    GoogleAuthenticator(GoogleAuthenticatorArgs),
+    /// Import the time-based tokens of a `pam_oath` users file.
+    ///
+    /// Lines `HOTP/T30[/6|7|8] USER PIN HEXSECRET [COUNTER [LASTOTP [TIME]]]`
+    /// (and HOTP/T60) become pam_mfa devices with the same codes, for users
+    /// the name service knows. Counter-based lines (HOTP, HOTP/E) and lines
+    /// with a PIN are reported and skipped. Without --apply nothing is
+    /// written. The users file is never modified.
+    #[command(after_long_help = EXIT_STATUS_HELP)]
+    Oath(OathArgs),
+}
+
+/// The long help of `import google-authenticator`: the scratch-code
+/// decision and the exit status.
+const IMPORT_GA_HELP: &str = concat!(
+    "Scratch codes are not carried over. They are 8 digits, which the pam_mfa\n",
+    "prompt reads as a TOTP code (with 8-digit devices the two could not be told\n",
+    "apart), they carry about 27 bits where pam_mfa's recovery codes carry 60, and\n",
+    "they sat in plain text in a file the user owns. The import therefore prints\n",
+    "a new set of recovery codes (shown once), and the old scratch codes stop\n",
+    "working once pam_google_authenticator.so leaves the PAM stack.\n\n",
+    "Exit status:\n",
+    "  0  success (or a dry run)\n",
+    "  1  the operation failed: configuration, master key, record store or I/O,\n",
+    "     or the file is unreadable or damaged\n",
+    "  2  usage error: bad arguments, unknown user\n",
+    "  3  not permitted: the command must run as root\n",
+    "  4  refused: the user is already enrolled (add --force), or the file holds\n",
+    "     no usable time-based device (counter-based, or a secret under 128 bits)"
+);
+
+/// `import google-authenticator` arguments.
+#[derive(Debug, Args)]
+pub struct GoogleAuthenticatorArgs {
+    /// The user.
+    #[command(flatten)]
+    pub target: Target,
+    /// The file to read instead of `~NAME/.google_authenticator` (home
+    /// directory from the password database).
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// The name of the new device.
+    #[arg(long, value_name = "NAME", default_value = "google-authenticator")]
+    pub device: String,
+    /// Write the record; without it nothing changes.
+    #[arg(long)]
+    pub apply: bool,
+    /// With --apply, replace the user's existing record.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `import oath` arguments.
+#[derive(Debug, Args)]
+pub struct OathArgs {
+    /// The `pam_oath` users file (`usersfile=` in its PAM line).
+    #[arg(long, value_name = "PATH")]
+    pub usersfile: PathBuf,
+    /// The name of each new device.
+    #[arg(long, value_name = "NAME", default_value = "oath")]
+    pub device: String,
+    /// Write the records; without it nothing changes.
+    #[arg(long)]
+    pub apply: bool,
+    /// With --apply, replace users' existing records.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `generate-docs` arguments.
+#[derive(Debug, Args)]
+pub struct GenerateDocsArgs {
+    /// The directory to write mfa-enroll.1 and the bash, zsh and fish
+    /// completions into; created if missing.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// `key` subcommands.
@@ -95,6 +259,36 @@ pub enum KeyCommand {
     /// directory if it is missing. Refuses to overwrite an existing key.
     #[command(after_long_help = EXIT_STATUS_HELP)]
     Init,
+    /// Add a key generation and make it active; rewrite the enrollment
+    /// public key. Records under older generations keep working until
+    /// `key migrate` re-seals them.
+    #[command(after_long_help = EXIT_STATUS_HELP)]
+    Rotate,
+    /// List the key generations: which is active, when each was created,
+    /// and how many records each seals.
+    #[command(after_long_help = EXIT_STATUS_HELP)]
+    List(JsonArg),
+    /// Re-seal every record under the active generation.
+    ///
+    /// Each record is rewritten on its own and atomically, so an
+    /// interrupted migration is finished by running it again. A record that
+    /// does not open is reported and left alone; the others are migrated
+    /// and the exit status is 1.
+    #[command(after_long_help = EXIT_STATUS_HELP)]
+    Migrate,
+    /// Remove a key generation from the key file. Refused for the active
+    /// generation, and while any record still uses it (both halves of every
+    /// record are checked) or does not open.
+    #[command(after_long_help = EXIT_STATUS_HELP)]
+    Retire(RetireArgs),
+}
+
+/// `key retire` arguments.
+#[derive(Debug, Args)]
+pub struct RetireArgs {
+    /// The generation to remove, as `key list` shows it.
+    #[arg(value_name = "GEN")]
+    pub generation: u32,
 }
 
 /// Which user a command is about.
