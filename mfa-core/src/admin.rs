@@ -658,10 +658,9 @@ pub struct ListedUser {
 }
 
 /// Whether the spool holds a pending self-service enrollment for `uid` (a
-/// file named after the uid). Only its presence is reported; it is not
-/// opened here.
+/// file `<uid>.*`). Only its presence is reported; it is not opened here.
 pub fn pending_enrollment(paths: &Paths, uid: u32) -> bool {
-    std::fs::symlink_metadata(paths.spool_dir.join(uid.to_string())).is_ok()
+    crate::pending::waiting_uids(&paths.spool_dir).contains(&uid)
 }
 
 /// Every user with a record file, in uid order, each opened (under its

@@ -308,6 +308,25 @@ fn open_one(
     Ok(pending)
 }
 
+/// The uids with at least one file in the spool, ascending, judged by name
+/// only (`<uid>.*`): for listings; nothing is opened or checked.
+pub fn waiting_uids(spool: &Path) -> Vec<u32> {
+    let mut uids: Vec<u32> = fs::read_dir(spool)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name();
+                    let (uid, _) = name.to_str()?.split_once('.')?;
+                    uid.parse().ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    uids.sort_unstable();
+    uids.dedup();
+    uids
+}
+
 /// Deletes an applied pending enrollment.
 ///
 /// # Errors

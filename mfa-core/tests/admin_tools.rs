@@ -95,7 +95,7 @@ fn list_shows_every_record_its_pending_file_and_the_ones_that_do_not_open() {
     enroll(&f, 1002, &f.keys, &["phone"]);
     std::fs::write(f.record_path(1002), vec![0x55; 1024]).unwrap();
     std::fs::create_dir(&c.paths.spool_dir).unwrap();
-    std::fs::write(c.paths.spool_dir.join("1001"), b"sealed").unwrap();
+    std::fs::write(c.paths.spool_dir.join("1001.0123456789abcdef"), b"sealed").unwrap();
 
     let listed = admin::list(&f.store(), &f.keys, &c, NOW).unwrap();
     assert_eq!(

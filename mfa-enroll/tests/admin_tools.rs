@@ -309,7 +309,11 @@ fn populated_host() -> Host {
     }
     let spool = host.dir.path().join("spool");
     std::fs::create_dir(&spool).unwrap();
-    std::fs::write(spool.join(uid_of("list").to_string()), b"sealed").unwrap();
+    std::fs::write(
+        spool.join(format!("{}.0123456789abcdef", uid_of("list"))),
+        b"sealed",
+    )
+    .unwrap();
     host
 }
 
