@@ -450,6 +450,22 @@ impl Provision {
         state.rewrite(&self.record, keys)?;
         Ok(replaced)
     }
+
+    /// The same device and recovery codes as a self-service request, to be
+    /// sealed into the spool instead of written to the store.
+    pub fn to_pending(&self, now: u64) -> crate::pending::Pending {
+        let device = self.record.devices[0].clone();
+        // `provision` always makes a recovery set.
+        let recovery = self
+            .record
+            .recovery
+            .clone()
+            .unwrap_or_else(|| unreachable!());
+        crate::pending::Pending {
+            created: now,
+            request: crate::pending::Request::Device { device, recovery },
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::error::CliError;
 use crate::render;
-use crate::{docs, import, tools};
+use crate::{approval, docs, import, selfservice, tools};
 use crate::{Cli, Command, EnrollArgs, ImportCommand, KeyCommand, StatusArgs, Target};
 
 /// Where audit lines go: the local syslog socket.
@@ -31,9 +31,20 @@ const IDENT: &str = "mfa-enroll";
 pub fn run(cli: &Cli) -> Result<(), CliError> {
     let config_path = cli.config.as_path();
     let mut out = io::stdout().lock();
-    match &cli.command {
+    let Some(command) = &cli.command else {
+        return self_enroll(config_path, None, None, &mut out);
+    };
+    match command {
         Command::Key(KeyCommand::Init) => key_init(config_path, &mut out),
-        Command::Enroll(args) => enroll(config_path, args, &mut out),
+        Command::Enroll(args) => match args.target.target() {
+            Some(target) => enroll(config_path, args, &target, &mut out),
+            None => self_enroll(
+                config_path,
+                args.device.as_deref(),
+                args.qr.map(Into::into),
+                &mut out,
+            ),
+        },
         Command::Status(args) => status(config_path, args, &mut out),
         Command::Reset(target) => reset(config_path, target, &mut out),
         Command::Unlock(target) => unlock(config_path, target, &mut out),
@@ -44,13 +55,36 @@ pub fn run(cli: &Cli) -> Result<(), CliError> {
         Command::List(args) => tools::list(config_path, args, &mut out),
         Command::Devices(args) => tools::devices(config_path, args, &mut out),
         Command::RemoveDevice(args) => tools::remove_device(config_path, args, &mut out),
-        Command::RecoveryCodes(args) => tools::recovery_codes(config_path, args, &mut out),
+        Command::RecoveryCodes(args) => match args.target.target() {
+            Some(target) => tools::recovery_codes(config_path, args, &target, &mut out),
+            None if args.regenerate && !nix::unistd::geteuid().is_root() => {
+                selfservice::regenerate_codes(config_path, &mut out)
+            }
+            None => Err(CliError::NeedsUser {
+                command: "recovery-codes",
+            }),
+        },
         Command::Import(ImportCommand::GoogleAuthenticator(args)) => {
             import::google_authenticator(config_path, args, &mut out)
         }
         Command::Import(ImportCommand::Oath(args)) => import::oath(config_path, args, &mut out),
+        Command::Approve(target) => approval::approve(config_path, target, &mut out),
+        Command::Doctor(args) => approval::doctor(config_path, args, &mut out),
         Command::GenerateDocs(args) => docs::generate(&args.out, &mut out),
     }
+}
+
+/// A user enrolling themselves; root must say whom it enrolls.
+fn self_enroll(
+    config_path: &Path,
+    device: Option<&str>,
+    qr: Option<mfa_core::config::QrStyle>,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    if nix::unistd::geteuid().is_root() {
+        return Err(CliError::NeedsUser { command: "enroll" });
+    }
+    selfservice::enroll(config_path, device, qr, out)
 }
 
 /// The user a command is about: always a uid, a name when one is known.
@@ -175,7 +209,7 @@ fn key_init(config_path: &Path, out: &mut impl Write) -> Result<(), CliError> {
     write_out(out, &text)
 }
 
-fn hostname() -> Result<String, CliError> {
+pub(crate) fn hostname() -> Result<String, CliError> {
     let host = nix::unistd::gethostname().map_err(CliError::Hostname)?;
     Ok(host.to_string_lossy().into_owned())
 }
@@ -183,7 +217,7 @@ fn hostname() -> Result<String, CliError> {
 /// Reads one line, without its line ending, bounded so a runaway input
 /// cannot fill memory: anything past the bound makes the line too long for
 /// a code, which [`mfa_core::input::parse_totp`] then refuses.
-fn read_response(input: &mut impl BufRead) -> io::Result<Zeroizing<Vec<u8>>> {
+pub(crate) fn read_response(input: &mut impl BufRead) -> io::Result<Zeroizing<Vec<u8>>> {
     let mut line = Zeroizing::new(Vec::with_capacity(MAX_INPUT_BYTES + 2));
     input
         .take(MAX_INPUT_BYTES as u64 + 2)
@@ -197,12 +231,17 @@ fn read_response(input: &mut impl BufRead) -> io::Result<Zeroizing<Vec<u8>>> {
     Ok(line)
 }
 
-fn enroll(config_path: &Path, args: &EnrollArgs, out: &mut impl Write) -> Result<(), CliError> {
+fn enroll(
+    config_path: &Path,
+    args: &EnrollArgs,
+    target: &Target,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
     require_root("enroll")?;
     let config = load_config(config_path)?;
     let keys = load_keys(&config)?;
     let store = store(&config);
-    let who = resolve(&args.target)?;
+    let who = resolve(target)?;
     let Some(name) = who.name.clone() else {
         return Err(CliError::UnknownUid(who.uid));
     };
@@ -215,7 +254,7 @@ fn enroll(config_path: &Path, args: &EnrollArgs, out: &mut impl Write) -> Result
     let account = format!("{name}@{host}");
     let request = EnrollRequest {
         username: &name,
-        device: &args.device,
+        device: args.device_or_default(),
         issuer: &issuer,
         account: &account,
         replace: args.force,

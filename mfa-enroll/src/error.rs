@@ -85,6 +85,21 @@ pub enum CliError {
         /// The error.
         err: io::Error,
     },
+    /// A root command was given no user, or a user command was run as root
+    /// without one.
+    NeedsUser {
+        /// The command, as typed.
+        command: &'static str,
+    },
+    /// The self-service spool or enrollment key is not usable.
+    Spool(String),
+    /// No pending self-service enrollment to approve.
+    NothingPending {
+        /// The user.
+        uid: u32,
+    },
+    /// `doctor` found errors; they were printed.
+    DoctorFound(usize),
     /// Writing to standard output failed after the user was enrolled, so the
     /// secret or the recovery codes were never seen.
     OutputAfterEnroll {
@@ -101,6 +116,7 @@ impl CliError {
         match self {
             CliError::NotRoot { .. } => EXIT_NOT_PERMITTED,
             CliError::UnknownUser(_)
+            | CliError::NeedsUser { .. }
             | CliError::UnknownUid(_)
             | CliError::NoHome(_)
             | CliError::Admin(
@@ -125,9 +141,12 @@ impl CliError {
                     | ImportError::NotTimeBased
                     | ImportError::Secret(mfa_core::totp::SecretError::TooShort { .. }),
                 ..
-            } => EXIT_REFUSED,
+            }
+            | CliError::NothingPending { .. } => EXIT_REFUSED,
             CliError::Incomplete { code, .. } => *code,
-            CliError::Config(_)
+            CliError::Spool(_)
+            | CliError::DoctorFound(_)
+            | CliError::Config(_)
             | CliError::Key(_)
             | CliError::Store(_)
             | CliError::Admin(_)
@@ -190,6 +209,23 @@ impl fmt::Display for CliError {
                 f,
                 "cannot write {}: {err}; check that the --out directory is writable",
                 path.display()
+            ),
+            CliError::NeedsUser { command } => write!(
+                f,
+                "as root, say whose: `mfa-enroll {command} --user NAME` (users enroll themselves by running mfa-enroll without sudo)"
+            ),
+            CliError::Spool(why) => write!(
+                f,
+                "self-service enrollment is not available: {why}. Ask an administrator to enroll you"
+            ),
+            CliError::NothingPending { uid } => write!(
+                f,
+                "uid {uid} has no valid pending self-service enrollment; the user runs `mfa-enroll` first (see `mfa-enroll list` and the auth log for ignored ones)"
+            ),
+            CliError::DoctorFound(n) => write!(
+                f,
+                "{n} problem{} found; see the fixes above",
+                if *n == 1 { "" } else { "s" }
             ),
             CliError::OutputAfterEnroll { uid, err } => write!(
                 f,

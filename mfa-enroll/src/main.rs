@@ -11,11 +11,13 @@
 //! was wrong).
 #![forbid(unsafe_code)]
 
+mod approval;
 mod commands;
 mod docs;
 mod error;
 mod import;
 mod render;
+mod selfservice;
 mod tools;
 
 use std::path::PathBuf;
@@ -46,11 +48,14 @@ written to the audit log (syslog, facility authpriv, ident mfa-enroll).";
     name = "mfa-enroll",
     version,
     about = "Enroll and administer pam_mfa users",
-    long_about = "Enroll and administer pam_mfa users: create, rotate and retire the host's \
-                  master key, give a user a TOTP device and recovery codes, list users and \
-                  devices, show a user's state, clear a lockout, delete a record, or take over \
-                  secrets from google-authenticator and pam_oath. Every command here runs as \
-                  root.",
+    long_about = "Enroll and administer pam_mfa users. Run by a user with no arguments (or as \
+                  `mfa-enroll enroll`), it enrolls a device for that user: the result is sealed \
+                  for the host and takes effect at the user's next login, with no setuid bit. \
+                  Run as root, it administers everyone: create, rotate and retire the master \
+                  key, give a user a device and recovery codes, list users and devices, show a \
+                  user's state, clear a lockout, delete a record, approve a self-service \
+                  enrollment, take over secrets from google-authenticator and pam_oath, and \
+                  check the host's setup (doctor).",
     after_long_help = EXIT_STATUS_HELP
 )]
 pub struct Cli {
@@ -63,9 +68,10 @@ pub struct Cli {
     )]
     pub config: PathBuf,
 
-    /// What to do.
+    /// What to do. Without a command, a user enrolls a device for
+    /// themselves (as `enroll` without --user does).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// The commands.
@@ -121,6 +127,16 @@ pub enum Command {
     /// authenticator app keeps working.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Apply a user's pending self-service enrollment: how a first device
+    /// gets in under the deny policy.
+    #[command(after_long_help = EXIT_STATUS_HELP)]
+    Approve(Target),
+    /// Check the configuration, keys, store, PAM stacks, `sshd_config` and
+    /// sudo's timestamp; print each finding with its fix.
+    ///
+    /// Exits 1 if any finding is an error.
+    #[command(after_long_help = EXIT_STATUS_HELP)]
+    Doctor(JsonArg),
     /// Write the manual page and shell completions (for packaging).
     #[command(hide = true)]
     GenerateDocs(GenerateDocsArgs),
@@ -151,9 +167,10 @@ pub struct RemoveDeviceArgs {
 /// `recovery-codes` arguments.
 #[derive(Debug, Args)]
 pub struct RecoveryCodesArgs {
-    /// The user.
+    /// The user (root). Without one, a user asks for new codes for
+    /// themselves, which take effect at their next login.
     #[command(flatten)]
-    pub target: Target,
+    pub target: MaybeTarget,
     /// Replace the user's recovery codes with a new set and print it.
     #[arg(long)]
     pub regenerate: bool,
@@ -291,6 +308,50 @@ pub struct RetireArgs {
     pub generation: u32,
 }
 
+/// Which user a command is about, for commands a user may also run on
+/// themselves (then neither is given).
+#[derive(Debug, Args)]
+#[group(required = false, multiple = false)]
+pub struct MaybeTarget {
+    /// The user's login name (root only).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// The user's numeric uid (root only; needs no name-service lookup).
+    #[arg(long, value_name = "N")]
+    pub uid: Option<u32>,
+}
+
+impl MaybeTarget {
+    /// The named user, if one was named.
+    pub fn target(&self) -> Option<Target> {
+        (self.user.is_some() || self.uid.is_some()).then(|| Target {
+            user: self.user.clone(),
+            uid: self.uid,
+        })
+    }
+}
+
+/// How to draw the QR code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QrArg {
+    /// UTF-8 half blocks (compact).
+    Utf8,
+    /// `#` and spaces, for terminals without UTF-8.
+    Ascii,
+    /// No QR code: type the secret.
+    None,
+}
+
+impl From<QrArg> for mfa_core::config::QrStyle {
+    fn from(q: QrArg) -> Self {
+        match q {
+            QrArg::Utf8 => Self::Utf8,
+            QrArg::Ascii => Self::Ascii,
+            QrArg::None => Self::None,
+        }
+    }
+}
+
 /// Which user a command is about.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
@@ -306,12 +367,17 @@ pub struct Target {
 /// `enroll` arguments.
 #[derive(Debug, Args)]
 pub struct EnrollArgs {
-    /// The user.
+    /// The user (root). Without one, the user running the command enrolls
+    /// a device for themselves.
     #[command(flatten)]
-    pub target: Target,
-    /// A name for the device, as the user will see it in `status`.
-    #[arg(long, value_name = "NAME", default_value = "default")]
-    pub device: String,
+    pub target: MaybeTarget,
+    /// A name for the device, as `devices` shows it (root default:
+    /// "default"; a user is asked).
+    #[arg(long, value_name = "NAME")]
+    pub device: Option<String>,
+    /// How to draw the QR code (default: `enrollment.qr` of the config).
+    #[arg(long, value_enum, value_name = "STYLE")]
+    pub qr: Option<QrArg>,
     /// Print one JSON object (secret, otpauth URI, recovery codes) and ask
     /// nothing.
     #[arg(long)]
@@ -320,6 +386,13 @@ pub struct EnrollArgs {
     /// failures.
     #[arg(long)]
     pub force: bool,
+}
+
+impl EnrollArgs {
+    /// The device name an administrator's enrollment uses.
+    pub fn device_or_default(&self) -> &str {
+        self.device.as_deref().unwrap_or("default")
+    }
 }
 
 /// `status` arguments.
@@ -382,11 +455,23 @@ mod tests {
     #[test]
     fn enroll_defaults_to_the_device_named_default() {
         let cli = Cli::try_parse_from(["mfa-enroll", "enroll", "--user", "bob"]).unwrap();
-        let Command::Enroll(args) = cli.command else {
+        let Some(Command::Enroll(args)) = cli.command else {
             panic!("parsed as another command");
         };
-        assert_eq!(args.device, "default");
+        assert_eq!(args.device_or_default(), "default");
         assert!(!args.json && !args.force);
+    }
+
+    #[test]
+    fn without_a_command_or_a_user_it_is_self_service() {
+        let cli = Cli::try_parse_from(["mfa-enroll"]).unwrap();
+        assert!(cli.command.is_none());
+        let cli = Cli::try_parse_from(["mfa-enroll", "enroll", "--qr", "ascii"]).unwrap();
+        let Some(Command::Enroll(args)) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert!(args.target.target().is_none());
+        assert_eq!(args.qr, Some(QrArg::Ascii));
     }
 
     #[test]

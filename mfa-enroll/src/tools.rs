@@ -19,7 +19,7 @@ use crate::commands::{
 };
 use crate::error::{CliError, EXIT_FAILED};
 use crate::render::{self, utc};
-use crate::{JsonArg, RecoveryCodesArgs, RemoveDeviceArgs, RetireArgs, StatusArgs};
+use crate::{JsonArg, RecoveryCodesArgs, RemoveDeviceArgs, RetireArgs, StatusArgs, Target};
 
 /// The account name of `uid`, if the name service knows it. Only for
 /// display: a failing lookup never keeps a record from being shown.
@@ -323,13 +323,14 @@ pub fn remove_device(
 pub fn recovery_codes(
     config_path: &Path,
     args: &RecoveryCodesArgs,
+    target: &Target,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     require_root("recovery-codes")?;
     let config = load_config(config_path)?;
     let keys = load_keys(&config)?;
     let store = store(&config);
-    let who = resolve(&args.target)?;
+    let who = resolve(target)?;
     if !args.regenerate {
         let state = open_user(&store, &who, &keys)?;
         let left = state

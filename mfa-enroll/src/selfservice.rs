@@ -1,0 +1,192 @@
+//! What a user without privileges can do: enroll a device, or ask for new
+//! recovery codes. No setuid bit: the result is sealed to the host's
+//! enrollment public key and left in the spool, and pam_mfa applies it at
+//! the user's next login (DESIGN.md, "Self-service enrollment").
+//!
+//! Identity comes from `getuid()` alone; nothing is looked up in the name
+//! service, so this works when LDAP is down. `$USER` is used only for the
+//! label the authenticator app shows, never to decide anything.
+
+use std::fmt::Write as _;
+use std::io::{self, IsTerminal as _, Write};
+use std::path::Path;
+
+use mfa_core::admin::{self, EnrollRequest};
+use mfa_core::clock::{Clock, SystemClock};
+use mfa_core::config::{Config, QrStyle};
+use mfa_core::enrollment;
+use mfa_core::fsutil::FileTrust;
+use mfa_core::keys::EnrollmentPublicKey;
+use mfa_core::pending::{self, Pending, Request};
+use mfa_core::qr;
+use zeroize::Zeroizing;
+
+use crate::commands::{hostname, load_config, read_response, write_out};
+use crate::error::CliError;
+use crate::render;
+
+/// The device name offered when the user just presses Enter.
+const DEFAULT_DEVICE: &str = "phone";
+
+fn label(uid: u32) -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty() && u.len() <= 64 && u.chars().all(|c| c.is_ascii_graphic()))
+        .unwrap_or_else(|| format!("uid{uid}"))
+}
+
+fn public_key(config: &Config) -> Result<EnrollmentPublicKey, CliError> {
+    EnrollmentPublicKey::load(&config.paths.enroll_public_key, FileTrust::ROOT)
+        .map_err(CliError::Key)
+}
+
+fn check_spool(config: &Config) -> Result<(), CliError> {
+    pending::check_spool(&config.paths.spool_dir, FileTrust::ROOT)
+        .map_err(|e| CliError::Spool(e.to_string()))
+}
+
+fn seal_and_spool(
+    config: &Config,
+    public: &EnrollmentPublicKey,
+    uid: u32,
+    request: &Pending,
+) -> Result<(), CliError> {
+    let sealed = request
+        .seal(public, uid)
+        .map_err(|e| CliError::Spool(e.to_string()))?;
+    pending::write_to_spool(&config.paths.spool_dir, uid, &sealed).map_err(|e| {
+        CliError::Spool(format!(
+            "cannot write into {}: {e}",
+            config.paths.spool_dir.display()
+        ))
+    })?;
+    Ok(())
+}
+
+fn ask_line(out: &mut impl Write, prompt: &str) -> Result<Zeroizing<Vec<u8>>, CliError> {
+    write_out(out, prompt)?;
+    out.flush().map_err(CliError::Output)?;
+    let stdin = io::stdin();
+    let line = read_response(&mut stdin.lock()).map_err(CliError::Input)?;
+    if !stdin.is_terminal() {
+        write_out(out, "\n")?;
+    }
+    Ok(line)
+}
+
+fn expiry_note(config: &Config) -> String {
+    let hours = config.enrollment.pending_max_age / 3600;
+    if hours >= 1 {
+        format!("{hours} hour{}", if hours == 1 { "" } else { "s" })
+    } else {
+        format!("{} minutes", config.enrollment.pending_max_age / 60)
+    }
+}
+
+/// `mfa-enroll` (or `mfa-enroll enroll`) run by a user.
+pub fn enroll(
+    config_path: &Path,
+    device: Option<&str>,
+    qr_style: Option<QrStyle>,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let uid = nix::unistd::getuid().as_raw();
+    let config = load_config(config_path)?;
+    let public = public_key(&config)?;
+    check_spool(&config)?;
+    let name = if let Some(d) = device {
+        d.to_owned()
+    } else {
+        let typed = ask_line(out, &format!("Name for this device [{DEFAULT_DEVICE}]: "))?;
+        let typed = String::from_utf8_lossy(&typed).trim().to_owned();
+        if typed.is_empty() {
+            DEFAULT_DEVICE.to_owned()
+        } else {
+            typed
+        }
+    };
+    let host = hostname()?;
+    let user = label(uid);
+    let issuer = enrollment::issuer(&config, &host);
+    let account = format!("{user}@{host}");
+    let request = EnrollRequest {
+        username: &user,
+        device: &name,
+        issuer: &issuer,
+        account: &account,
+        replace: false,
+    };
+    let mut provision = admin::provision(&config, &request, SystemClock.now())?;
+    let qr_lines = match qr::render(provision.uri(), qr_style.unwrap_or(config.enrollment.qr)) {
+        Ok(lines) => lines,
+        Err(e) => vec![e.to_string()],
+    };
+    let who = crate::commands::Who {
+        uid,
+        name: Some(user.clone()),
+    };
+    write_out(
+        out,
+        &render::enroll_instructions(&who, &provision, &qr_lines),
+    )?;
+    let response = ask_line(out, render::CODE_PROMPT)?;
+    provision.confirm(&response, &config, SystemClock.now())?;
+    seal_and_spool(
+        &config,
+        &public,
+        uid,
+        &provision.to_pending(SystemClock.now()),
+    )?;
+
+    let mut text = Zeroizing::new(String::new());
+    text.push_str(
+        "The app works. These recovery codes each work once if you lose the device.\n\
+         Store them somewhere safe now; they will not be shown again:\n\n",
+    );
+    for code in provision.recovery_codes() {
+        let _ = writeln!(text, "    {}", code.display());
+    }
+    let _ = write!(
+        text,
+        "\nWhat happens next: at your next login (sudo, ssh) you will be asked for a\n\
+         code from your current device if you have one, then for a code from\n\
+         \"{name}\". Only then is it active, and these recovery codes replace any old\n\
+         ones. Under a policy that requires an administrator's approval, ask them to\n\
+         run `mfa-enroll approve --uid {uid}`. The request expires in {}.\n",
+        expiry_note(&config)
+    );
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(CliError::Output)
+}
+
+/// `mfa-enroll recovery-codes --regenerate` run by a user.
+pub fn regenerate_codes(config_path: &Path, out: &mut impl Write) -> Result<(), CliError> {
+    let uid = nix::unistd::getuid().as_raw();
+    let config = load_config(config_path)?;
+    let public = public_key(&config)?;
+    check_spool(&config)?;
+    let (codes, recovery) = enrollment::new_recovery_codes(&config)
+        .map_err(|e| CliError::Admin(admin::AdminError::Enrollment(e)))?;
+    let request = Pending {
+        created: SystemClock.now(),
+        request: Request::RecoveryCodes { recovery },
+    };
+    seal_and_spool(&config, &public, uid, &request)?;
+    let mut text = Zeroizing::new(String::from(
+        "New recovery codes (each works once). Store them somewhere safe now:\n\n",
+    ));
+    for code in &codes {
+        let _ = writeln!(text, "    {}", code.display());
+    }
+    let _ = write!(
+        text,
+        "\nThey replace your current codes at your next login, after you enter a\n\
+         code from your device. Until then the old codes still work. The request\n\
+         expires in {}.\n",
+        expiry_note(&config)
+    );
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(CliError::Output)
+}
