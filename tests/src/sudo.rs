@@ -48,8 +48,9 @@ impl Sandbox {
             .with_bind("/dev/pts/ptmx", "/dev/ptmx")
     }
 
-    /// Writes the sudoers the namespace sees: `defaults` (each a `Defaults`
-    /// line's value, e.g. `timestamp_timeout=0`), then `root` and each of
+    /// Writes the sudoers the namespace sees: Debian's `env_reset` and
+    /// `use_pty`, then `defaults` (each a `Defaults` line's value, e.g.
+    /// `timestamp_timeout=0`), then `root` and each of
     /// `users` allowed to run everything as anyone after authenticating.
     /// The file is checked with `visudo -c` first.
     pub fn write_sudoers(&self, defaults: &[&str], users: &[&TestUser]) {
@@ -57,6 +58,8 @@ impl Sandbox {
         let mut text = String::from(
             "# sudoers of a pam_mfa end-to-end test, seen as /etc/sudoers in the sandbox only.\n",
         );
+        // As in Debian's /etc/sudoers.
+        text.push_str("Defaults env_reset\nDefaults use_pty\n");
         // Cached authentications stay in the sandbox.
         let _ = writeln!(text, "Defaults timestampdir={}/ts", dir.display());
         text.push_str("Defaults lecture=never\n");
