@@ -507,40 +507,48 @@ mod tests {
         assert!(shown.contains("Code: ⟦123456⟧"), "{shown}");
     }
 
-    fn processes() -> String {
-        std::process::Command::new("ps")
-            .args(["-o", "pid,ppid,pgid,sid,stat,cmd", "-e"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
+    /// The running processes as `(pid, parent pid, command line)`, from
+    /// /proc (no procps needed).
+    fn processes() -> Vec<(u32, u32, String)> {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| {
+                let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                // After the parenthesised name: state, then the parent pid.
+                let parent = stat
+                    .rsplit(')')
+                    .next()?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse()
+                    .ok()?;
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                Some((pid, parent, cmdline.trim_end().to_owned()))
+            })
+            .collect()
     }
 
     #[test]
     fn dropping_a_session_ends_the_program_not_just_its_deadline_wrapper() {
         let s = shell("exec sleep 60");
-        // The program the shell became, found through the pty it holds.
+        // The program the shell became: its parent is the session's
+        // deadline wrapper, `timeout`.
+        let wrapper = s.child.id();
         let deadline = Instant::now() + Duration::from_secs(10);
         let sleeper = loop {
             let found = processes()
-                .lines()
-                .filter(|l| l.ends_with(" sleep 60"))
-                .filter_map(|l| l.split_whitespace().next()?.parse::<u32>().ok())
-                .find(|pid| {
-                    // Our sleep is a session leader whose parent is the
-                    // session's deadline wrapper.
-                    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                        stat.rsplit(')')
-                            .next()
-                            .and_then(|rest| rest.split_whitespace().nth(1))
-                            == Some(&s.child.id().to_string())
-                    })
-                });
-            if let Some(pid) = found {
+                .into_iter()
+                .find(|(_, ppid, cmd)| *ppid == wrapper && cmd == "sleep 60");
+            if let Some((pid, _, _)) = found {
                 break pid;
             }
             assert!(
                 Instant::now() < deadline,
-                "no sleep 60 started\n{}",
+                "no `sleep 60` under {wrapper}: {:?}",
                 processes()
             );
             thread::sleep(Duration::from_millis(20));
@@ -552,7 +560,7 @@ mod tests {
         while std::fs::read(format!("{proc_dir}/cmdline")).is_ok_and(|c| !c.is_empty()) {
             assert!(
                 Instant::now() < deadline,
-                "sleep {sleeper} is still running\n{}",
+                "sleep {sleeper} is still running: {:?}",
                 processes()
             );
             thread::sleep(Duration::from_millis(50));
