@@ -26,22 +26,35 @@
 //! readable transcript, because a failing helper is a failing test.
 #![allow(clippy::missing_panics_doc)]
 
+pub mod app;
+pub mod audit;
 pub mod codes;
 pub mod converse;
+pub mod enroll;
 pub mod oath;
 pub mod pamtester;
 pub mod process;
 pub mod protocol;
+pub mod pty;
+pub mod qr;
 pub mod sandbox;
+pub mod shipped;
+pub mod sshd;
+pub mod sudo;
 pub mod syslog;
 pub mod users;
 
+pub use app::AuthenticatorApp;
+pub use audit::expect_event;
 pub use codes::PamCode;
 pub use converse::{Converse, Prompt, Transcript};
+pub use enroll::{Enrolled, MfaEnroll};
 pub use oath::{oathtool_code, oathtool_totp, unix_now, OathAlgorithm, OathSpec};
 pub use process::Run;
 pub use protocol::{Op, Style};
+pub use pty::PtySession;
 pub use sandbox::{Sandbox, Tools};
+pub use sshd::Sshd;
 pub use syslog::{LogLine, SyslogSink};
 pub use users::TestUser;
 
