@@ -59,8 +59,8 @@ fn good_host() -> tempfile::TempDir {
     );
     write(
         root,
-        "etc/ssh/sshd_config.d/pam_mfa.conf",
-        &std::fs::read_to_string(repo.join("config/sshd_config.d/pam_mfa.conf")).unwrap(),
+        "etc/ssh/sshd_config.d/00-pam_mfa.conf",
+        &std::fs::read_to_string(repo.join("config/sshd_config.d/00-pam_mfa.conf")).unwrap(),
     );
     write(root, "etc/sudoers", "Defaults env_reset\n");
     write(root, "etc/sudoers.d/mfa", "Defaults timestamp_timeout=0\n");

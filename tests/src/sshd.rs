@@ -5,7 +5,7 @@
 //! namespace, so it uses the sandbox's `pam.d/sshd` and logs PAM's lines
 //! to the sandbox's syslog, on `127.0.0.1` and a free port, with its own
 //! host key. Its config is a small file for the test setup followed by an
-//! `Include` of a copy of the shipped `config/sshd_config.d/pam_mfa.conf`
+//! `Include` of a copy of the shipped `config/sshd_config.d/00-pam_mfa.conf`
 //! (settings a scenario passes come first: in `sshd_config` the first
 //! value of a keyword wins). [`Sshd::login`] starts `/usr/bin/ssh` in a
 //! [`PtySession`] that prints the server's log and the syslog when it
@@ -113,8 +113,8 @@ impl Sshd {
         keygen(&dir.join("host_ed25519_key"), "pam_mfa e2e host key");
         keygen(&dir.join("client_ed25519_key"), "pam_mfa e2e client key");
         write_file(
-            &dir.join("sshd_config.d/pam_mfa.conf"),
-            &shipped_text("sshd_config.d/pam_mfa.conf"),
+            &dir.join("sshd_config.d/00-pam_mfa.conf"),
+            &shipped_text("sshd_config.d/00-pam_mfa.conf"),
             0o644,
         );
         let mut last_log = String::new();
@@ -202,7 +202,7 @@ impl Sshd {
              \n\
              # The shipped drop-in, as Debian's sshd_config includes\n\
              # /etc/ssh/sshd_config.d/*.conf:\n\
-             Include {d}/sshd_config.d/pam_mfa.conf\n"
+             Include {d}/sshd_config.d/00-pam_mfa.conf\n"
         );
         text
     }

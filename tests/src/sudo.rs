@@ -30,12 +30,6 @@ pub const TRY_AGAIN: &str = "Sorry, try again.";
 impl Sandbox {
     /// Makes commands in this sandbox see its `sudo/sudoers` as
     /// `/etc/sudoers` (root only until [`Sandbox::write_sudoers`]).
-    ///
-    /// Also binds the namespace's `/dev/pts/ptmx` over its `/dev/ptmx`: the
-    /// copy of `/dev` that pam-sandbox makes keeps the host's `/dev/ptmx`
-    /// node, which cannot find its `pts` directory there (`openpty` fails
-    /// with ENOENT), and sudo opens a pty when `use_pty` is set (the
-    /// default from sudo 1.9.14 on).
     #[must_use]
     pub fn with_sudo(self) -> Sandbox {
         let dir = self.path("sudo");
@@ -45,7 +39,6 @@ impl Sandbox {
         let sudoers = dir.join("sudoers");
         write_file(&sudoers, "root ALL=(ALL:ALL) ALL\n", 0o440);
         self.with_bind(sudoers, "/etc/sudoers")
-            .with_bind("/dev/pts/ptmx", "/dev/ptmx")
     }
 
     /// Writes the sudoers the namespace sees: Debian's `env_reset` and

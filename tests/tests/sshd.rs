@@ -1,7 +1,7 @@
 //! pam_mfa behind a real OpenSSH server, logged into with the real OpenSSH
 //! client in a pseudo-terminal, as a person would: the server uses the
 //! shipped `config/pam.d/sshd` (or `sshd.password-and-code`) and
-//! `config/sshd_config.d/pam_mfa.conf`; codes come from oathtool; the
+//! `config/sshd_config.d/00-pam_mfa.conf`; codes come from oathtool; the
 //! administrator's side is the `mfa-enroll` binary. Needs root, and the
 //! whole workspace built (`cargo test --workspace`).
 //!

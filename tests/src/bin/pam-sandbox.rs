@@ -93,6 +93,11 @@ fn io_context<'a>(what: &'a str, path: &'a Path) -> impl FnOnce(std::io::Error) 
 
 /// Makes `dst` in the new `/dev` what `src` is in the host's.
 fn mirror(src: &Path, dst: &Path) -> Result<(), String> {
+    // A bound copy of the host's /dev/ptmx node cannot allocate ptys in the
+    // new /dev (open fails with ENOENT); the devpts multiplexer can.
+    if src.file_name().is_some_and(|n| n == "ptmx") {
+        return symlink("pts/ptmx", dst).map_err(io_context("cannot create", dst));
+    }
     let kind = fs::symlink_metadata(src)
         .map_err(io_context("cannot stat", src))?
         .file_type();
