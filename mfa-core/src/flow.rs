@@ -680,14 +680,10 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         }
     }
 
-    /// Asks for a code from a device the user enrolled themselves and checks
-    /// it; the device's own last step (from when it was made) is the floor.
-    fn verify_new_device(&mut self, device: &Device) -> Result<Option<u64>, Outcome> {
-        let prompt = format!(
-            "Verification code from your new device \"{}\": ",
-            device.name
-        );
-        let answer = self.ask(&prompt)?;
+    /// Asks for a code from a new device and checks it; the device's own
+    /// last step (set when a user verified it themselves) is the floor.
+    fn verify_new_device(&mut self, device: &Device, prompt: &str) -> Result<Option<u64>, Outcome> {
+        let answer = self.ask(prompt)?;
         let cfg = &self.host.config;
         let verdict =
             input::parse_totp(&answer, device.params.digits).map_or(Verdict::Rejected, |code| {
@@ -712,7 +708,8 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
     fn activate_after_factor(&mut self, uid: u32, found: &pending::Found) {
         let (device, recovery) = match &found.pending.request {
             pending::Request::Device { device, recovery } => {
-                if let Ok(Some(step)) = self.verify_new_device(device) {
+                if let Ok(Some(step)) = self.verify_new_device(device, &self_service_prompt(device))
+                {
                     let mut device = device.clone();
                     device.last_used_step = Some(step);
                     (Some(device), recovery.clone())
@@ -803,7 +800,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
                 .reason("self-service enrollment awaits approval; policy deny");
             return self.finish(Outcome::Denied, e);
         }
-        let step = match self.verify_new_device(&device) {
+        let step = match self.verify_new_device(&device, &self_service_prompt(&device)) {
             Ok(Some(step)) => step,
             Ok(None) => {
                 self.warn("That code does not match your new device. It stays pending; try again.");
@@ -820,20 +817,32 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
                 return self.finish(outcome, e);
             }
         };
-        let mut device = device;
+        self.device_verified(uid, device, step, Some(recovery), Some(found))
+    }
+
+    /// A new device answered with the code of `step`: keep it for the account
+    /// phase, which commits it once the whole auth stack has succeeded.
+    fn device_verified(
+        self,
+        uid: u32,
+        mut device: Device,
+        step: u64,
+        recovery: Option<RecoveryHashes>,
+        spool: Option<pending::Found>,
+    ) -> Report {
         device.last_used_step = Some(step);
         let e = self
             .event(EventKind::AuthSuccess)
             .uid(uid)
             .method(Method::Enrollment)
             .device(&device.name)
-            .reason("self-service device verified; saved once the login completes");
+            .reason("new device verified; saved once the login completes");
         let pending = PendingDevice {
             uid,
             user: self.req.user.to_owned(),
             device,
-            recovery: Some(recovery),
-            spool: Some(found),
+            recovery,
+            spool,
         };
         self.finish(Outcome::EnrollmentVerified(Box::new(pending)), e)
     }
@@ -859,43 +868,23 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
                 .reason("conversation failed during enrollment");
             return self.finish(outcome, e);
         }
-        let answer = match self.ask(NEW_DEVICE_PROMPT) {
-            Ok(a) => a,
+        let step = match self.verify_new_device(&new.device, NEW_DEVICE_PROMPT) {
+            Ok(Some(step)) => step,
+            Ok(None) => {
+                self.warn("That code does not match the new device. Nothing was saved; log in again to start over.");
+                let e = self
+                    .event(EventKind::AuthFailure)
+                    .uid(uid)
+                    .method(Method::Enrollment)
+                    .reason("wrong code for the new device");
+                return self.finish(Outcome::WrongCode, e);
+            }
             Err(o) => {
                 let e = self.unanswered(uid, &o).method(Method::Enrollment);
                 return self.finish(o, e);
             }
         };
-        let d = &new.device;
-        let verdict = input::parse_totp(&answer, d.params.digits)
-            .map_or(Verdict::Rejected, |code| {
-                totp::verify(&d.secret, d.params, cfg.totp.window, now, None, &code)
-            });
-        let Verdict::Accepted { step } = verdict else {
-            self.warn("That code does not match the new device. Nothing was saved; log in again to start over.");
-            let e = self
-                .event(EventKind::AuthFailure)
-                .uid(uid)
-                .method(Method::Enrollment)
-                .reason("wrong code for the new device");
-            return self.finish(Outcome::WrongCode, e);
-        };
-        let mut device = new.device;
-        device.last_used_step = Some(step);
-        let e = self
-            .event(EventKind::AuthSuccess)
-            .uid(uid)
-            .method(Method::Enrollment)
-            .device(&device.name)
-            .reason("new device verified; saved once the login completes");
-        let pending = PendingDevice {
-            uid,
-            user: self.req.user.to_owned(),
-            device,
-            recovery: None,
-            spool: None,
-        };
-        self.finish(Outcome::EnrollmentVerified(Box::new(pending)), e)
+        self.device_verified(uid, new.device, step, None, None)
     }
 
     fn show_new_device(&mut self, new: &NewDevice) -> Result<(), Outcome> {
@@ -916,6 +905,13 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         say(&format!("URI: {}", new.uri.as_str()))?;
         Ok(())
     }
+}
+
+fn self_service_prompt(device: &Device) -> String {
+    format!(
+        "Verification code from your new device \"{}\": ",
+        device.name
+    )
 }
 
 /// Runs the authentication phase for `req`. `prompter` is `None` when PAM
