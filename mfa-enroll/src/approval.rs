@@ -11,16 +11,17 @@ use mfa_core::fsutil::FileTrust;
 use mfa_core::pending::{self, Approved};
 use serde_json::json;
 
-use crate::commands::{load_config, load_keys, log, require_root, resolve, store, write_out};
+use crate::commands::{log, require_root, resolve, write_out, Admin};
 use crate::error::CliError;
 use crate::{JsonArg, Target};
 
 /// `mfa-enroll approve --user NAME`.
 pub fn approve(config_path: &Path, target: &Target, out: &mut impl Write) -> Result<(), CliError> {
-    require_root("approve")?;
-    let config = load_config(config_path)?;
-    let keys = load_keys(&config)?;
-    let store = store(&config);
+    let Admin {
+        config,
+        keys,
+        store,
+    } = Admin::open("approve", config_path)?;
     let who = resolve(target)?;
     let now = SystemClock.now();
     let search = pending::find(

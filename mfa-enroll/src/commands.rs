@@ -106,6 +106,28 @@ impl Who {
     }
 }
 
+/// What every root command that touches records starts from.
+pub(crate) struct Admin {
+    pub config: Config,
+    pub keys: MasterKey,
+    pub store: Store,
+}
+
+impl Admin {
+    /// Checks for root, then loads the config, the master key and the store.
+    pub fn open(command: &'static str, config_path: &Path) -> Result<Self, CliError> {
+        require_root(command)?;
+        let config = load_config(config_path)?;
+        let keys = load_keys(&config)?;
+        let store = store(&config);
+        Ok(Admin {
+            config,
+            keys,
+            store,
+        })
+    }
+}
+
 pub(crate) fn require_root(command: &'static str) -> Result<(), CliError> {
     if nix::unistd::geteuid().is_root() {
         Ok(())
@@ -237,10 +259,11 @@ fn enroll(
     target: &Target,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    require_root("enroll")?;
-    let config = load_config(config_path)?;
-    let keys = load_keys(&config)?;
-    let store = store(&config);
+    let Admin {
+        config,
+        keys,
+        store,
+    } = Admin::open("enroll", config_path)?;
     let who = resolve(target)?;
     let Some(name) = who.name.clone() else {
         return Err(CliError::UnknownUid(who.uid));
@@ -302,10 +325,11 @@ fn enroll(
 }
 
 fn status(config_path: &Path, args: &StatusArgs, out: &mut impl Write) -> Result<(), CliError> {
-    require_root("status")?;
-    let config = load_config(config_path)?;
-    let keys = load_keys(&config)?;
-    let store = store(&config);
+    let Admin {
+        config,
+        keys,
+        store,
+    } = Admin::open("status", config_path)?;
     let who = resolve(&args.target)?;
     let state = open_user(&store, &who, &keys)?;
     let status = admin::status(&state, &config, SystemClock.now());
@@ -323,10 +347,7 @@ fn status(config_path: &Path, args: &StatusArgs, out: &mut impl Write) -> Result
 }
 
 fn reset(config_path: &Path, target: &Target, out: &mut impl Write) -> Result<(), CliError> {
-    require_root("reset")?;
-    let config = load_config(config_path)?;
-    let keys = load_keys(&config)?;
-    let store = store(&config);
+    let Admin { keys, store, .. } = Admin::open("reset", config_path)?;
     let who = resolve(target)?;
     let text = match admin::reset(&store, who.uid, &keys)? {
         Reset::Removed => {
@@ -347,10 +368,11 @@ fn reset(config_path: &Path, target: &Target, out: &mut impl Write) -> Result<()
 }
 
 fn unlock(config_path: &Path, target: &Target, out: &mut impl Write) -> Result<(), CliError> {
-    require_root("unlock")?;
-    let config = load_config(config_path)?;
-    let keys = load_keys(&config)?;
-    let store = store(&config);
+    let Admin {
+        config,
+        keys,
+        store,
+    } = Admin::open("unlock", config_path)?;
     let who = resolve(target)?;
     let unlocked = {
         let mut state = open_user(&store, &who, &keys)?;

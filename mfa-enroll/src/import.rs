@@ -21,10 +21,7 @@ use nix::libc;
 use nix::unistd::{Uid, User};
 use zeroize::Zeroizing;
 
-use crate::commands::{
-    load_config, load_keys, log, log_store_error, open_user, require_root, resolve, store,
-    write_out, Who,
-};
+use crate::commands::{log, log_store_error, open_user, resolve, write_out, Admin, Who};
 use crate::error::{CliError, ReadProblem, EXIT_FAILED, EXIT_REFUSED};
 use crate::render;
 use crate::{GoogleAuthenticatorArgs, OathArgs};
@@ -118,10 +115,11 @@ pub fn google_authenticator(
     args: &GoogleAuthenticatorArgs,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    require_root("import google-authenticator")?;
-    let config = load_config(config_path)?;
-    let keys = load_keys(&config)?;
-    let store = store(&config);
+    let Admin {
+        config,
+        keys,
+        store,
+    } = Admin::open("import google-authenticator", config_path)?;
     let who = resolve(&args.target)?;
     let Some(name) = who.name.clone() else {
         return Err(CliError::UnknownUid(who.uid));
@@ -452,10 +450,11 @@ fn oath_report(
 
 /// `import oath`.
 pub fn oath(config_path: &Path, args: &OathArgs, out: &mut impl Write) -> Result<(), CliError> {
-    require_root("import oath")?;
-    let config = load_config(config_path)?;
-    let keys = load_keys(&config)?;
-    let store = store(&config);
+    let Admin {
+        config,
+        keys,
+        store,
+    } = Admin::open("import oath", config_path)?;
     enrollment::check_device_name(&args.device).map_err(admin::AdminError::from)?;
     let path = &args.usersfile;
     let bytes = read_file(path, MAX_OATH_USERSFILE, Some(0))?;

@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::commands::{
     load_config, load_keys, log, log_store_error, open_user, require_root, resolve, store,
-    write_out, Who,
+    write_out, Admin, Who,
 };
 use crate::error::{CliError, EXIT_FAILED};
 use crate::render::{self, utc};
@@ -46,10 +46,11 @@ fn json_line(out: &mut impl Write, value: &Value) -> Result<(), CliError> {
 
 /// `list`: every record, including the ones that do not open.
 pub fn list(config_path: &Path, args: &JsonArg, out: &mut impl Write) -> Result<(), CliError> {
-    require_root("list")?;
-    let config = load_config(config_path)?;
-    let keys = load_keys(&config)?;
-    let store = store(&config);
+    let Admin {
+        config,
+        keys,
+        store,
+    } = Admin::open("list", config_path)?;
     let users = admin::list(&store, &keys, &config, SystemClock.now())?;
     let mut unreadable = 0;
     let rows: Vec<(Who, &ListedUser)> = users.iter().map(|u| (who_by_uid(u.uid), u)).collect();
@@ -213,10 +214,11 @@ pub fn devices(
     args: &StatusArgs,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    require_root("devices")?;
-    let config = load_config(config_path)?;
-    let keys = load_keys(&config)?;
-    let store = store(&config);
+    let Admin {
+        config,
+        keys,
+        store,
+    } = Admin::open("devices", config_path)?;
     let who = resolve(&args.target)?;
     let state = open_user(&store, &who, &keys)?;
     let status = admin::status(&state, &config, SystemClock.now());
@@ -284,10 +286,7 @@ pub fn remove_device(
     args: &RemoveDeviceArgs,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    require_root("remove-device")?;
-    let config = load_config(config_path)?;
-    let keys = load_keys(&config)?;
-    let store = store(&config);
+    let Admin { keys, store, .. } = Admin::open("remove-device", config_path)?;
     let who = resolve(&args.target)?;
     let removal = {
         let mut state = open_user(&store, &who, &keys)?;
@@ -326,10 +325,11 @@ pub fn recovery_codes(
     target: &Target,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    require_root("recovery-codes")?;
-    let config = load_config(config_path)?;
-    let keys = load_keys(&config)?;
-    let store = store(&config);
+    let Admin {
+        config,
+        keys,
+        store,
+    } = Admin::open("recovery-codes", config_path)?;
     let who = resolve(target)?;
     if !args.regenerate {
         let state = open_user(&store, &who, &keys)?;
@@ -421,10 +421,7 @@ pub fn key_rotate(config_path: &Path, out: &mut impl Write) -> Result<(), CliErr
 
 /// `key list`.
 pub fn key_list(config_path: &Path, args: &JsonArg, out: &mut impl Write) -> Result<(), CliError> {
-    require_root("key list")?;
-    let config = load_config(config_path)?;
-    let keys = load_keys(&config)?;
-    let store = store(&config);
+    let Admin { keys, store, .. } = Admin::open("key list", config_path)?;
     let usage = admin::key_usage(&store, &keys)?;
     for u in &usage.unreadable {
         log_store_error(&who_by_uid(u.uid), &u.error);
@@ -483,10 +480,7 @@ pub fn key_list(config_path: &Path, args: &JsonArg, out: &mut impl Write) -> Res
 
 /// `key migrate`.
 pub fn key_migrate(config_path: &Path, out: &mut impl Write) -> Result<(), CliError> {
-    require_root("key migrate")?;
-    let config = load_config(config_path)?;
-    let keys = load_keys(&config)?;
-    let store = store(&config);
+    let Admin { keys, store, .. } = Admin::open("key migrate", config_path)?;
     let report = admin::migrate(&store, &keys)?;
     let active = keys.active();
     for (uid, from) in &report.resealed {
