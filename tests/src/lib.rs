@@ -38,6 +38,7 @@ pub mod protocol;
 pub mod pty;
 pub mod qr;
 pub mod sandbox;
+pub mod selfservice;
 pub mod shipped;
 pub mod sshd;
 pub mod sudo;
