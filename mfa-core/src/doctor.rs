@@ -215,7 +215,7 @@ pub fn check_files(config: &Config, trust: FileTrust) -> Vec<Finding> {
             Level::Error,
             "state directory",
             e.to_string(),
-            format!("mkdir -p -m 0700 {}", p.state_dir.display()),
+            format!("install -d -m 0700 -o root {}", p.state_dir.display()),
         )),
     }
     match pending::check_spool(&p.spool_dir, trust) {

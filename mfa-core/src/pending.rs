@@ -202,6 +202,12 @@ pub fn check_spool(spool: &Path, trust: FileTrust) -> Result<(), SpoolError> {
             meta.uid()
         )));
     }
+    if meta.mode() & 0o044 != 0 {
+        return Err(SpoolError(format!(
+            "{} can be listed by others, who would see who has a pending enrollment",
+            spool.display()
+        )));
+    }
     if meta.mode() & 0o1000 == 0 {
         return Err(SpoolError(format!(
             "{} lacks the sticky bit, so users could remove each other's files",

@@ -4,11 +4,13 @@
 use std::io::Write;
 use std::path::Path;
 
+use mfa_core::admin::AdminError;
 use mfa_core::audit::{Event, EventKind};
 use mfa_core::clock::{Clock, SystemClock};
 use mfa_core::doctor::{self, Level, SystemPaths};
 use mfa_core::fsutil::FileTrust;
 use mfa_core::pending::{self, Approved};
+use mfa_core::store::StoreError;
 use serde_json::json;
 
 use crate::commands::{log, require_root, resolve, write_out, Admin};
@@ -49,8 +51,11 @@ pub fn approve(config_path: &Path, target: &Target, out: &mut impl Write) -> Res
         .name
         .clone()
         .unwrap_or_else(|| format!("uid{}", who.uid));
-    let approved = pending::approve(&store, &keys, who.uid, &username, &found, now)
-        .map_err(CliError::Store)?;
+    let approved =
+        pending::approve(&store, &keys, who.uid, &username, &found, now).map_err(|e| match e {
+            StoreError::NotEnrolled { uid } => CliError::Admin(AdminError::NotEnrolled { uid }),
+            e => CliError::Store(e),
+        })?;
     let mut event = Event::new(match approved {
         Approved::Device(_) => EventKind::DeviceEnrolled,
         Approved::RecoveryCodes => EventKind::RecoveryCodesRegenerated,

@@ -61,7 +61,8 @@ pub fn run(cli: &Cli) -> Result<(), CliError> {
                 selfservice::regenerate_codes(config_path, &mut out)
             }
             None => Err(CliError::NeedsUser {
-                command: "recovery-codes",
+                root_command: "recovery-codes --user NAME --regenerate",
+                user_command: "recovery-codes --regenerate",
             }),
         },
         Command::Import(ImportCommand::GoogleAuthenticator(args)) => {
@@ -82,7 +83,10 @@ fn self_enroll(
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     if nix::unistd::geteuid().is_root() {
-        return Err(CliError::NeedsUser { command: "enroll" });
+        return Err(CliError::NeedsUser {
+            root_command: "enroll --user NAME",
+            user_command: "enroll",
+        });
     }
     selfservice::enroll(config_path, device, qr, out)
 }

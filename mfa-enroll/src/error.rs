@@ -88,8 +88,10 @@ pub enum CliError {
     /// A root command was given no user, or a user command was run as root
     /// without one.
     NeedsUser {
-        /// The command, as typed.
-        command: &'static str,
+        /// The command root should have typed, with `--user NAME`.
+        root_command: &'static str,
+        /// What a user can run instead.
+        user_command: &'static str,
     },
     /// The self-service spool or enrollment key is not usable.
     Spool(String),
@@ -210,10 +212,19 @@ impl fmt::Display for CliError {
                 "cannot write {}: {err}; check that the --out directory is writable",
                 path.display()
             ),
-            CliError::NeedsUser { command } => write!(
-                f,
-                "as root, say whose: `mfa-enroll {command} --user NAME` (users enroll themselves by running mfa-enroll without sudo)"
-            ),
+            CliError::NeedsUser {
+                root_command,
+                user_command,
+            } => {
+                if nix::unistd::geteuid().is_root() {
+                    write!(
+                        f,
+                        "as root, say whose: `mfa-enroll {root_command}` (a user runs `mfa-enroll {user_command}` without sudo)"
+                    )
+                } else {
+                    write!(f, "to do this for yourself, run `mfa-enroll {user_command}`")
+                }
+            }
             CliError::Spool(why) => write!(
                 f,
                 "self-service enrollment is not available: {why}. Ask an administrator to enroll you"

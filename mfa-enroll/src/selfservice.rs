@@ -36,8 +36,15 @@ fn label(uid: u32) -> String {
 }
 
 fn public_key(config: &Config) -> Result<EnrollmentPublicKey, CliError> {
-    EnrollmentPublicKey::load(&config.paths.enroll_public_key, FileTrust::ROOT)
-        .map_err(CliError::Key)
+    // The fix is root's (key init or rotate); the user can only ask for it.
+    EnrollmentPublicKey::load(&config.paths.enroll_public_key, FileTrust::ROOT).map_err(|e| {
+        // Only the finding: the key-file advice in KeyError is for root.
+        let why = match e {
+            mfa_core::keys::KeyError::File(f) => f.to_string(),
+            other => other.to_string(),
+        };
+        CliError::Spool(format!("the host's enrollment key cannot be used ({why})"))
+    })
 }
 
 fn check_spool(config: &Config) -> Result<(), CliError> {
