@@ -658,8 +658,20 @@ fn the_package_installs_enables_logs_in_removes_and_purges() {
     check_logins(&system, &secret, &recovery);
     let record = format!("{STATE_DIR}/{uid}");
 
-    // Remove: out of the stacks; configuration, key and records kept.
-    system.must("apt-get", &["remove", "-y", "pam-mfa"]);
+    // Remove: out of the stacks; configuration, key and records kept; a
+    // stack edited by hand is left alone, with a warning.
+    let hand_edited = "/etc/pam.d/mfa-by-hand";
+    fs::write(
+        system.host_path(hand_edited),
+        "@include common-auth\nauth required pam_mfa.so\n",
+    )
+    .unwrap();
+    let remove = system.must("apt-get", &["remove", "-y", "pam-mfa"]);
+    assert!(
+        remove.stderr.contains("still load pam_mfa.so") && remove.stderr.contains(hand_edited),
+        "prerm warns about {hand_edited}\n{remove}"
+    );
+    fs::remove_file(system.host_path(hand_edited)).unwrap();
     no_pam_mfa_in_stacks(&system);
     let status = system.must("dpkg-query", &["-W", "-f=${db:Status-Abbrev}", "pam-mfa"]);
     assert_eq!(status.stdout.trim(), "rc", "removed, config files kept");
