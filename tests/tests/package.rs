@@ -484,6 +484,26 @@ fn control_of<'a>(lines: &'a [String], module: &str) -> &'a str {
     }
 }
 
+/// Removes the package with a stack edited by hand still loading the
+/// module: prerm must warn about it.
+fn remove_warning_about_a_hand_edited_stack(system: &System) {
+    let hand_edited = "/etc/pam.d/mfa-by-hand";
+    fs::write(
+        system.host_path(hand_edited),
+        "@include common-auth\nauth required pam_mfa.so\n",
+    )
+    .unwrap();
+    let remove = system.must("apt-get", &["remove", "-y", "pam-mfa"]);
+    // apt may run dpkg on a pty, which merges the maintainer script's stderr
+    // into stdout.
+    let said = format!("{}{}", remove.stdout, remove.stderr);
+    assert!(
+        said.contains("still load pam_mfa.so") && said.contains(hand_edited),
+        "prerm warns about {hand_edited}\n{remove}"
+    );
+    fs::remove_file(system.host_path(hand_edited)).unwrap();
+}
+
 fn check_enabled_stacks(system: &System) {
     let auth = system.pam_lines("/etc/pam.d/common-auth");
     let (unix, deny, permit, mfa) = (
@@ -660,21 +680,7 @@ fn the_package_installs_enables_logs_in_removes_and_purges() {
 
     // Remove: out of the stacks; configuration, key and records kept; a
     // stack edited by hand is left alone, with a warning.
-    let hand_edited = "/etc/pam.d/mfa-by-hand";
-    fs::write(
-        system.host_path(hand_edited),
-        "@include common-auth\nauth required pam_mfa.so\n",
-    )
-    .unwrap();
-    let remove = system.must("apt-get", &["remove", "-y", "pam-mfa"]);
-    // apt may run dpkg on a pty, which merges the maintainer script's stderr
-    // into stdout.
-    let said = format!("{}{}", remove.stdout, remove.stderr);
-    assert!(
-        said.contains("still load pam_mfa.so") && said.contains(hand_edited),
-        "prerm warns about {hand_edited}\n{remove}"
-    );
-    fs::remove_file(system.host_path(hand_edited)).unwrap();
+    remove_warning_about_a_hand_edited_stack(&system);
     no_pam_mfa_in_stacks(&system);
     let status = system.must("dpkg-query", &["-W", "-f=${db:Status-Abbrev}", "pam-mfa"]);
     assert_eq!(status.stdout.trim(), "rc", "removed, config files kept");
