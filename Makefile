@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: build test
+.PHONY: build test fuzz fuzz-short fuzz-tools audit audit-tools timing
 
 build:
 	$(CARGO) build --workspace --release --locked
@@ -12,3 +12,17 @@ build:
 test:
 	$(CARGO) build --workspace --locked
 	$(CARGO) test --workspace --locked
+
+# Fuzzing with cargo fuzz on the stable toolchain (docs/hardening.md).
+# fuzz-short is CI's run: 30 s per target. fuzz is the long run; set
+# FUZZ_SECONDS for another length per target.
+FUZZ_SECONDS ?= 1800
+
+fuzz-tools:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+
+fuzz-short: fuzz-tools
+	fuzz/run.sh 30
+
+fuzz: fuzz-tools
+	fuzz/run.sh $(FUZZ_SECONDS)
