@@ -265,4 +265,40 @@ fn measure_the_failure_paths() {
         let (b10, b50, b90) = summary(core[case].clone());
         println!("| {name} | {a10} / {a50} / {a90} | {b10} / {b50} / {b90} |");
     }
+    println!("\n{}", libpam_delay_spread(&sb, &unknown, runs));
+}
+
+/// What libpam makes of the default failure delay (2 s), as pam-converse
+/// records it (not slept), over `runs` failures.
+fn libpam_delay_spread(sb: &Sandbox, user: &str, runs: usize) -> String {
+    sb.write_config(
+        "[policy]\nnot_configured = \"deny\"\n[throttle]\nfail_delay_ms = 2000\nbackoff_after = 20\nlockout_after = 100\n",
+    );
+    let mut delays: Vec<u32> = Vec::new();
+    for _ in 0..runs {
+        let t = sb.converse(Converse::new("mfa", user).answer("123456"));
+        delays.extend(t.other_events().iter().filter_map(|e| match e {
+            Event::FailDelay { usec, .. } => u32::try_from(*usec).ok(),
+            _ => None,
+        }));
+    }
+    delays.sort_unstable();
+    let n = f64::from(u32::try_from(delays.len()).expect("a few hundred"));
+    let mean = delays.iter().copied().map(f64::from).sum::<f64>() / n;
+    let sd = (delays
+        .iter()
+        .map(|d| (f64::from(*d) - mean).powi(2))
+        .sum::<f64>()
+        / n)
+        .sqrt();
+    let at = |q: usize| delays[(delays.len() - 1) * q / 100];
+    format!(
+        "libpam's delay for fail_delay_ms = 2000 over {} failures (us): min {}, p10 {}, median {}, p90 {}, max {}, standard deviation {sd:.0}",
+        delays.len(),
+        at(0),
+        at(10),
+        at(50),
+        at(90),
+        at(100),
+    )
 }
