@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: build test deb lintian install
+.PHONY: build test deb lintian install fuzz fuzz-short fuzz-tools audit audit-advisories audit-tools timing
 
 build:
 	$(CARGO) build --workspace --release --locked
@@ -33,3 +33,37 @@ install:
 	packaging/install-build-deps
 	$(MAKE) deb
 	packaging/install-deb
+
+# Fuzzing with cargo fuzz on the stable toolchain (docs/hardening.md).
+# fuzz-short is CI's run: 30 s per target. fuzz is the long run; set
+# FUZZ_SECONDS for another length per target.
+FUZZ_SECONDS ?= 1800
+
+fuzz-tools:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+
+fuzz-short: fuzz-tools
+	fuzz/run.sh 30
+
+fuzz: fuzz-tools
+	fuzz/run.sh $(FUZZ_SECONDS)
+
+# Dependency policy (deny.toml) with cargo-deny: licences, banned crates and
+# sources, offline. Advisories need the RustSec database from GitHub:
+# audit-advisories, where GitHub is reachable.
+audit-tools:
+	command -v cargo-deny >/dev/null || $(CARGO) install cargo-deny --locked
+
+audit: audit-tools
+	$(CARGO) fetch --locked
+	$(CARGO) deny --offline check licenses bans sources
+
+audit-advisories: audit-tools
+	$(CARGO) deny check advisories
+
+# Times the failure paths (unknown user, unenrolled, wrong code, right code)
+# through pam-converse and in-process; prints the table docs/hardening.md
+# quotes. Measures, asserts nothing about speed. TIMING_RUNS=N per path.
+timing:
+	$(CARGO) build --workspace --locked
+	$(CARGO) test -p pam-mfa-e2e --locked --test timing -- --ignored --nocapture measure_the_failure_paths
