@@ -31,6 +31,9 @@ use crate::totp::{self, Verdict};
 
 /// The prompt for a code.
 pub const CODE_PROMPT: &str = "Verification code: ";
+/// What a user without a device hears under the deny policy.
+const DENY_MESSAGE: &str =
+    "A second factor is required, but none is set up for this account. Ask an administrator.";
 /// The prompt for the first code of a device being enrolled at login.
 pub const NEW_DEVICE_PROMPT: &str = "Verification code from the new app: ";
 /// The largest message Linux-PAM conversations carry in one piece.
@@ -489,6 +492,17 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
             Ok(_) => Outcome::Denied,
             Err(o) => o,
         };
+        // Under deny, an unenrolled user hears why; an unknown one hears the same.
+        if matches!(outcome, Outcome::Denied)
+            && self
+                .host
+                .config
+                .service_policy(self.req.service)
+                .not_configured
+                == NotConfigured::Deny
+        {
+            self.warn(DENY_MESSAGE);
+        }
         let e = self.event(EventKind::AuthDenied).reason("unknown user");
         self.finish(outcome, e)
     }
@@ -669,7 +683,13 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
                 self.finish(Outcome::Ignore, e)
             }
             NotConfigured::Deny => {
-                self.warn("A second factor is required, but none is set up for this account. Ask an administrator.");
+                // Asked like everyone else, so that the prompt does not tell
+                // an unenrolled account from an unknown one (SECURITY 18).
+                if let Err(o) = self.ask(CODE_PROMPT) {
+                    let e = self.unanswered(uid, &o);
+                    return self.finish(o, e);
+                }
+                self.warn(DENY_MESSAGE);
                 let e = self
                     .event(EventKind::AuthDenied)
                     .uid(uid)

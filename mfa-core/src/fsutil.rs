@@ -96,6 +96,9 @@ pub enum FileProblem {
         /// The bound.
         max: u64,
     },
+    /// The directory is on a network or user-space filesystem, whose locks
+    /// and syncs the store cannot rely on.
+    RemoteFilesystem(&'static str),
     /// The operating system refused the operation.
     Io(io::Error),
 }
@@ -158,6 +161,10 @@ impl fmt::Display for FileError {
             FileProblem::TooLarge { size, max } => write!(
                 f,
                 "{p} is {size} bytes, more than the {max} a valid file can be; it is not a pam_mfa file"
+            ),
+            FileProblem::RemoteFilesystem(kind) => write!(
+                f,
+                "{p} is on {kind}, where file locks and fdatasync do not give the guarantees the store needs (one login at a time, nothing lost); keep it on a local filesystem"
             ),
             FileProblem::Io(e) => write!(f, "{p}: {e}"),
         }
@@ -228,6 +235,37 @@ pub fn check_dir(dir: &Path, trust: FileTrust, access: Access) -> Result<(), Fil
         ));
     }
     check_owner_mode(dir, &meta, trust, access)
+}
+
+/// Filesystems whose `flock` and `fdatasync` do not mean what the store
+/// relies on, or that a second host may serve: by `statfs` `f_type`.
+const REMOTE_FILESYSTEMS: [(i64, &str); 8] = [
+    (0x6969, "NFS"),
+    (0xFF53_4D42, "CIFS"),
+    (0xFE53_4D42, "SMB2"),
+    (0x517B, "SMB"),
+    (0x6573_5546, "FUSE"),
+    (0x00C3_6400, "Ceph"),
+    (0x0102_1997, "9P"),
+    (0x5346_414F, "AFS"),
+];
+
+/// Refuses a directory on a network or user-space filesystem.
+///
+/// # Errors
+/// [`FileProblem::RemoteFilesystem`], or the `statfs` error.
+pub fn check_local(dir: &Path) -> Result<(), FileError> {
+    let fs = nix::sys::statfs::statfs(dir).map_err(|e| FileError::io(dir, io::Error::from(e)))?;
+    #[allow(
+        clippy::cast_sign_loss,
+        clippy::cast_possible_wrap,
+        clippy::useless_conversion
+    )]
+    let kind = i64::from(fs.filesystem_type().0) & 0xFFFF_FFFF;
+    match REMOTE_FILESYSTEMS.iter().find(|(magic, _)| *magic == kind) {
+        Some((_, name)) => Err(FileError::new(dir, FileProblem::RemoteFilesystem(name))),
+        None => Ok(()),
+    }
 }
 
 /// Checks the directory that contains `path` (see [`check_dir`]); anyone may

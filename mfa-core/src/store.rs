@@ -530,12 +530,14 @@ impl Store {
     }
 
     /// Checks the state directory: a real directory, owned by the trusted
-    /// uid, mode 0700 or stricter.
+    /// uid, mode 0700 or stricter, on a local filesystem.
     ///
     /// # Errors
     /// [`StoreError::Directory`].
     pub fn check_dir(&self) -> Result<(), StoreError> {
-        fsutil::check_dir(&self.dir, self.trust, Access::OwnerOnly).map_err(StoreError::Directory)
+        fsutil::check_dir(&self.dir, self.trust, Access::OwnerOnly)
+            .map_err(StoreError::Directory)?;
+        fsutil::check_local(&self.dir).map_err(StoreError::Directory)
     }
 
     fn record_path(&self, uid: u32) -> PathBuf {
@@ -819,13 +821,12 @@ impl UserState<'_> {
         let seq = self.file.as_ref().map_or(1, |f| f.seq + 1);
         let mut contents = seal_slot(&key, self.uid, seq, plaintext, slot_size)?;
         contents.resize(2 * slot_size, 0);
-        fsutil::write_atomic_with(&path, &contents, 0o600, true, &mut |step| {
+        if let Err(err) = fsutil::write_atomic_with(&path, &contents, 0o600, true, &mut |step| {
             store.fault(CommitStep::Rename(step))
-        })
-        .map_err(|err| StoreError::Io {
-            path: path.clone(),
-            err,
-        })?;
+        }) {
+            self.undo_rename(&path, &contents, keys);
+            return Err(StoreError::Io { path, err });
+        }
         let file = fsutil::open_nofollow(&path, true).map_err(StoreError::Unreadable)?;
         self.file = Some(OpenRecord {
             file,
@@ -836,6 +837,39 @@ impl UserState<'_> {
         self.generations = vec![key.generation()];
         self.discarded = None;
         Ok(())
+    }
+
+    /// After a rename commit failed, possibly after the rename itself (the
+    /// directory sync failed): if the new file is in place, put the old state
+    /// back, so a commit reported as failed never leaves its state behind.
+    /// Best effort: the disk is already failing.
+    fn undo_rename(&self, path: &Path, new_contents: &[u8], keys: &MasterKey) {
+        let in_place = std::fs::read(path).is_ok_and(|on_disk| on_disk == new_contents);
+        if !in_place {
+            return;
+        }
+        match (&self.record, &self.file) {
+            (Some(old), Some(f)) => {
+                let Ok(plaintext) = old.encode() else { return };
+                let key = keys.active_store_key();
+                // The old state under the next sequence number, so that no
+                // copy of the failed state can win over it.
+                if let Ok(mut restored) = seal_slot(
+                    &key,
+                    self.uid,
+                    f.seq + 2,
+                    &plaintext,
+                    f.slot_size.max(slot_size_for(plaintext.len())),
+                ) {
+                    let size = restored.len();
+                    restored.resize(2 * size, 0);
+                    let _ = fsutil::write_atomic(path, &restored, 0o600, true);
+                }
+            }
+            _ => {
+                let _ = self.store.unlink_record(self.uid);
+            }
+        }
     }
 
     /// Deletes the user's record (the lock file stays). Afterwards the user

@@ -331,13 +331,19 @@ fn not_enrolled_under_skip_is_ignored_without_a_prompt() {
 }
 
 #[test]
-fn not_enrolled_under_deny_is_denied_with_a_message() {
+fn not_enrolled_under_deny_is_prompted_like_anyone_then_denied_with_a_message() {
     let w = World::new(|c| c.policy.not_configured = NotConfigured::Deny);
-    let mut s = Script::default();
+    let mut s = Script::answering(&[b"123456"]);
     let (outcome, events) = w.login("alice", &mut s, NOW);
     assert!(matches!(outcome, Outcome::Denied));
     assert_eq!(events, [EventKind::AuthDenied]);
-    assert!(s.transcript[0].starts_with("error:"));
+    assert_eq!(s.transcript[0], format!("prompt:{CODE_PROMPT}"));
+    assert!(s.transcript[1].starts_with("error:"));
+    // An unknown user sees exactly the same.
+    let mut unknown = Script::answering(&[b"123456"]);
+    let (outcome, _) = w.login("mallory", &mut unknown, NOW);
+    assert!(matches!(outcome, Outcome::Denied));
+    assert_eq!(unknown.transcript, s.transcript);
 }
 
 #[test]
@@ -373,7 +379,7 @@ fn a_per_service_override_changes_the_policy_for_that_service_only() {
     let (sudo, _) = w.login_with(
         "alice",
         "sudo",
-        Some(&mut Script::default()),
+        Some(&mut Script::answering(&[b"123456"])),
         &users,
         NOW,
         false,
@@ -394,7 +400,7 @@ fn a_required_group_overrides_skip_and_an_exempt_group_skips_everything() {
     let (o, _) = w.login_with(
         "alice",
         "sshd",
-        Some(&mut Script::default()),
+        Some(&mut Script::answering(&[b"123456"])),
         &admin,
         NOW,
         false,
@@ -495,10 +501,10 @@ fn remember_skips_the_prompt_only_on_the_same_service_within_the_threshold() {
 #[test]
 fn silent_suppresses_messages_but_not_the_prompt() {
     let w = World::new(|c| c.policy.not_configured = NotConfigured::Deny);
-    let mut s = Script::default();
+    let mut s = Script::answering(&[b"123456"]);
     let (o, _) = w.login_with("alice", "sshd", Some(&mut s), &Users::new(&[]), NOW, true);
     assert!(matches!(o, Outcome::Denied));
-    assert!(s.transcript.is_empty());
+    assert_eq!(s.transcript, [format!("prompt:{CODE_PROMPT}")]);
 }
 
 /// Answers the new-device prompt with the code of the secret it was shown.

@@ -365,7 +365,6 @@ fn a_failing_rename_of_an_enrollment_denies_and_leaves_no_file() {
 /// record is already in place, so the refused user ends up enrolled with a
 /// device whose recovery codes were never shown.
 #[test]
-#[ignore = "finding: a failed directory fsync after the rename denies but keeps the new record (docs/hardening.md)"]
 fn a_failing_directory_sync_of_an_enrollment_denies_and_keeps_the_old_state() {
     let f = Faulty::new(&configure());
     let user = TestUser::create("flrdeio");
@@ -588,7 +587,6 @@ const NETWORK_FILESYSTEMS: [(&str, u32); 4] = [
 /// sound. The store should refuse such a state directory (`statfs` `f_type`),
 /// deny and log. It does not check the filesystem type at all.
 #[test]
-#[ignore = "finding: the store does not refuse a state directory on NFS, CIFS or FUSE (docs/hardening.md)"]
 fn a_state_directory_on_a_network_filesystem_is_refused() {
     let f = Faulty::new(ROOMY);
     let user = TestUser::create("flnfs");

@@ -158,8 +158,10 @@ fn deny_refuses_an_unenrolled_user_after_the_right_password() {
         let sb = sandbox_with(&policy("deny"));
         password_then_code(&sb, "login", control);
         let t = login(&sb, "login", &user, || "unused".to_owned());
+        // Prompted for a code like anyone (an unknown user looks the same),
+        // then told why.
         t.assert_rc(Op::Authenticate, PamCode::AUTH_ERR)
-            .assert_prompts(&[PASSWORD_PROMPT]);
+            .assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
         assert_eq!(texts(&t, Style::ErrorMsg).len(), 1, "the user is told\n{t}");
         expect_event(&t, "auth_denied", &[("user", user.name())]);
         assert!(!record_path(&sb, user.uid()).exists(), "{t}");

@@ -63,7 +63,6 @@ fn an_unknown_user_looks_like_an_enrolled_user_with_a_wrong_code() {
 /// up (no prompt, an error message), while an unknown user is prompted:
 /// whoever reaches pam_mfa can tell which accounts exist.
 #[test]
-#[ignore = "finding: under deny an unenrolled user is not prompted, an unknown user is (docs/hardening.md)"]
 fn an_unknown_user_looks_like_an_unenrolled_user_under_deny() {
     let sb = sandbox_with(&policy("deny"));
     let user = TestUser::create("tmunenr");
