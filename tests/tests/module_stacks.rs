@@ -223,7 +223,11 @@ fn the_sshd_key_only_example_refuses_an_unenrolled_user_under_deny() {
     let sb = sandbox_with(&policy("deny"));
     let user = TestUser::create("stksshdd");
     install_example(&sb, "sshd");
-    let t = sb.converse(Converse::new("sshd", user.name()).ops(&[Op::Authenticate]));
+    let t = sb.converse(
+        Converse::new("sshd", user.name())
+            .answer("123456")
+            .ops(&[Op::Authenticate]),
+    );
     t.assert_rc(Op::Authenticate, PamCode::AUTH_ERR);
     expect_event(&t, "auth_denied", &[("service", "sshd")]);
 }
