@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: build test deb lintian install fuzz fuzz-short fuzz-tools audit audit-advisories audit-tools timing
+.PHONY: build test deb lintian install fuzz fuzz-short fuzz-tools audit audit-advisories audit-tools timing bench
 
 build:
 	$(CARGO) build --workspace --release --locked
@@ -67,3 +67,14 @@ audit-advisories: audit-tools
 timing:
 	$(CARGO) build --workspace --locked
 	$(CARGO) test -p pam-mfa-e2e --locked --test timing -- --ignored --nocapture measure_the_failure_paths
+
+# Benchmarks pam_mfa.so against google-authenticator-libpam and pam_oath
+# through the real libpam (docs/benchmarks.md). As root; needs
+# libpam-google-authenticator, libpam-oath and gnuplot-nox. Writes
+# target/bench/{results.json,report.md,latency.png}; BENCH_ARGS passes
+# options to `pam-mfa-bench run` (e.g. BENCH_ARGS="--users 100,1000").
+BENCH_ARGS ?=
+
+bench:
+	$(CARGO) build --release --locked -p pam_mfa -p pam-mfa-bench
+	target/release/pam-mfa-bench run --module target/release/libpam_mfa.so --out target/bench $(BENCH_ARGS)

@@ -1,0 +1,230 @@
+//! pam-mfa-bench: measures `pam_mfa.so` against google-authenticator-libpam
+//! and `pam_oath` through the real libpam, in one run on one machine.
+//!
+//! ```text
+//! pam-mfa-bench run [--users 100,1000,10000,100000] [--sample 200]
+//!                   [--work DIR] [--out DIR] [--module PATH] [--floor-reps N]
+//! pam-mfa-bench report [--out DIR]
+//! pam-mfa-bench profile [--work DIR] [--module-under-test mfa|ga|oath]
+//!                       [--users N] [--wrong] -- WRAPPER [ARG]...
+//! ```
+//!
+//! `run` enrolls N synthetic users in all three modules, enters a private
+//! mount namespace (its own `/etc/pam.d`, `/etc/passwd`, `/etc/group` and
+//! `/dev/log`), and drives PAM transactions from worker processes. See
+//! docs/benchmarks.md. Needs root.
+// Timings become floating-point microseconds for the tables; the counts
+// involved are far below 2^52.
+#![allow(clippy::cast_precision_loss)]
+
+mod admin_costs;
+mod breakdown;
+mod codes;
+mod ffi;
+mod floor;
+mod job;
+mod machine;
+mod population;
+mod report;
+mod results;
+mod run;
+mod sandbox;
+mod sink;
+mod stats;
+mod worker;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::job::Answer;
+use crate::results::Module;
+
+const USAGE: &str = "\
+usage: pam-mfa-bench run [--users 100,1000,10000,100000] [--sample 200]
+                         [--work DIR] [--out DIR] [--module PATH] [--floor-reps N]
+       pam-mfa-bench report [--out DIR]
+       pam-mfa-bench profile [--work DIR] [--module-under-test mfa|ga|oath]
+                             [--users N] [--wrong] -- WRAPPER [ARG]...
+
+run      enrolls the users in pam_mfa, google-authenticator and pam_oath, then
+         measures each module through libpam in a private mount namespace and
+         writes results.json, report.md and latency.png into --out.
+         Defaults: --work /var/tmp/pam-mfa-bench (emptied first; it must be on
+         the disk to measure), --out target/bench,
+         --module target/release/libpam_mfa.so, --floor-reps 500.
+report   renders report.md and latency.png again from --out/results.json.
+profile  authenticates --users random users (default 200) of the population
+         a run left in --work, in its namespace, with the worker started under
+         WRAPPER (e.g. valgrind --tool=callgrind, or perf record -g).
+
+Needs root (mount namespace, files owned by root).";
+
+fn value(args: &mut impl Iterator<Item = OsString>, flag: &str) -> Result<OsString, String> {
+    args.next().ok_or_else(|| format!("{flag} needs a value"))
+}
+
+fn text(args: &mut impl Iterator<Item = OsString>, flag: &str) -> Result<String, String> {
+    value(args, flag)?
+        .into_string()
+        .map_err(|_| format!("{flag} is not UTF-8"))
+}
+
+fn number<T: std::str::FromStr>(
+    args: &mut impl Iterator<Item = OsString>,
+    flag: &str,
+) -> Result<T, String> {
+    text(args, flag)?
+        .parse()
+        .map_err(|_| format!("{flag} takes a number"))
+}
+
+fn default_work() -> PathBuf {
+    PathBuf::from("/var/tmp/pam-mfa-bench")
+}
+
+fn default_out() -> PathBuf {
+    PathBuf::from("target/bench")
+}
+
+fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<run::Options, String> {
+    let mut opts = run::Options {
+        sizes: vec![100, 1_000, 10_000, 100_000],
+        sample: 200,
+        work: default_work(),
+        out: default_out(),
+        module: PathBuf::from("target/release/libpam_mfa.so"),
+        floor_reps: 500,
+    };
+    while let Some(arg) = args.next() {
+        let flag = arg.to_string_lossy().into_owned();
+        match flag.as_str() {
+            "--users" => {
+                let mut sizes = text(&mut args, &flag)?
+                    .split(',')
+                    .map(|n| n.trim().parse::<u32>().ok().filter(|&n| n >= 2))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or("--users takes sizes of at least 2, comma-separated")?;
+                sizes.sort_unstable();
+                sizes.dedup();
+                opts.sizes = sizes;
+            }
+            "--sample" => opts.sample = number(&mut args, &flag)?,
+            "--work" => opts.work = value(&mut args, &flag)?.into(),
+            "--out" => opts.out = value(&mut args, &flag)?.into(),
+            "--module" => opts.module = value(&mut args, &flag)?.into(),
+            "--floor-reps" => opts.floor_reps = number(&mut args, &flag)?,
+            _ => return Err(format!("unknown argument {flag:?}")),
+        }
+    }
+    if opts.sample == 0 || opts.floor_reps == 0 {
+        return Err("--sample and --floor-reps must be at least 1".into());
+    }
+    Ok(opts)
+}
+
+fn parse_profile(mut args: impl Iterator<Item = OsString>) -> Result<run::ProfileOptions, String> {
+    let mut opts = run::ProfileOptions {
+        work: default_work(),
+        module: Module::PamMfa,
+        users: 200,
+        answer: Answer::Right,
+        wrapper: Vec::new(),
+    };
+    while let Some(arg) = args.next() {
+        let flag = arg.to_string_lossy().into_owned();
+        match flag.as_str() {
+            "--work" => opts.work = value(&mut args, &flag)?.into(),
+            "--module-under-test" => {
+                opts.module = match text(&mut args, &flag)?.as_str() {
+                    "mfa" => Module::PamMfa,
+                    "ga" => Module::GoogleAuthenticator,
+                    "oath" => Module::PamOath,
+                    other => return Err(format!("unknown module {other:?}: mfa, ga or oath")),
+                };
+            }
+            "--users" => opts.users = number(&mut args, &flag)?,
+            "--wrong" => opts.answer = Answer::Wrong,
+            "--" => {
+                opts.wrapper = args
+                    .map(|a| {
+                        a.into_string()
+                            .map_err(|_| "WRAPPER is not UTF-8".to_owned())
+                    })
+                    .collect::<Result<_, _>>()?;
+                break;
+            }
+            _ => return Err(format!("unknown argument {flag:?}")),
+        }
+    }
+    Ok(opts)
+}
+
+fn dispatch(mut args: impl Iterator<Item = OsString>) -> Result<(), String> {
+    match args.next().and_then(|a| a.into_string().ok()).as_deref() {
+        Some("run") => run::run(&parse_run(args)?),
+        Some("report") => {
+            let out = match (args.next(), args.next()) {
+                (None, _) => default_out(),
+                (Some(flag), Some(dir)) if flag == "--out" => dir.into(),
+                _ => return Err(USAGE.into()),
+            };
+            report::render(&out, &report::load(&out)?)
+        }
+        Some("profile") => run::profile(&parse_profile(args)?),
+        Some("worker") => worker::main(),
+        Some("--help" | "-h") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(USAGE.into()),
+    }
+}
+
+fn main() -> ExitCode {
+    match dispatch(std::env::args_os().skip(1)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pam-mfa-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> impl Iterator<Item = OsString> {
+        list.iter()
+            .map(OsString::from)
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn run_takes_sizes_in_any_order() {
+        let o = parse_run(args(&["--users", "1000,100", "--sample", "20"])).unwrap();
+        assert_eq!(o.sizes, [100, 1000]);
+        assert_eq!(o.sample, 20);
+        assert!(parse_run(args(&["--users", "1"])).is_err());
+        assert!(parse_run(args(&["--sample", "0"])).is_err());
+        assert!(parse_run(args(&["--bogus"])).is_err());
+    }
+
+    #[test]
+    fn profile_takes_the_wrapper_after_the_dashes() {
+        let o = parse_profile(args(&[
+            "--module-under-test",
+            "ga",
+            "--wrong",
+            "--",
+            "valgrind",
+            "--tool=callgrind",
+        ]))
+        .unwrap();
+        assert_eq!(o.module, Module::GoogleAuthenticator);
+        assert_eq!(o.answer, Answer::Wrong);
+        assert_eq!(o.wrapper, ["valgrind", "--tool=callgrind"]);
+    }
+}

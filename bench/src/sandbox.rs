@@ -1,0 +1,174 @@
+//! The private world the benchmark runs in: a mount namespace of its own in
+//! which `/etc/pam.d`, `/etc/passwd` and `/etc/group` are the benchmark's
+//! files and `/dev/log` is the benchmark's syslog socket. The workers are
+//! child processes and inherit it; nothing outside the namespace changes.
+//!
+//! `/dev` is done as in the end-to-end harness's `pam-sandbox`: `/dev/log`
+//! usually does not exist on the host and a bind mount needs an existing
+//! target, so `/dev` becomes a tmpfs mirroring the host's entries (bind
+//! mounts and symlinks) plus `log`.
+//!
+//! `/etc` cannot take a bind mount on `/etc/passwd`: `useradd`, `passwd`
+//! and friends on the host replace that file by renaming a new one over it,
+//! and since Linux 3.18 that silently detaches the mount in every other
+//! namespace. So `/etc` becomes a tmpfs of symbolic links: to the
+//! benchmark's files for the three names above, and for everything else to
+//! the host's `/etc`, which stays reachable through a bind mount of the
+//! directory (renames inside a directory do not disturb a mount of it).
+
+use std::fs::{self, File};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+
+fn bind(src: &Path, dst: &Path, recursive: bool) -> Result<(), String> {
+    let flags = if recursive {
+        MsFlags::MS_BIND | MsFlags::MS_REC
+    } else {
+        MsFlags::MS_BIND
+    };
+    mount(Some(src), dst, None::<&str>, flags, None::<&str>).map_err(|e| {
+        format!(
+            "cannot bind-mount {} on {}: {e}",
+            src.display(),
+            dst.display()
+        )
+    })
+}
+
+fn io_context<'a>(what: &'a str, path: &'a Path) -> impl FnOnce(std::io::Error) -> String + 'a {
+    move |e| format!("{what} {}: {e}", path.display())
+}
+
+/// Makes `dst` in the new `/dev` what `src` is in the host's.
+fn mirror(src: &Path, dst: &Path) -> Result<(), String> {
+    if src.file_name().is_some_and(|n| n == "ptmx") {
+        return symlink("pts/ptmx", dst).map_err(io_context("cannot create", dst));
+    }
+    let kind = fs::symlink_metadata(src)
+        .map_err(io_context("cannot stat", src))?
+        .file_type();
+    if kind.is_symlink() {
+        let target = fs::read_link(src).map_err(io_context("cannot read", src))?;
+        symlink(&target, dst).map_err(io_context("cannot create", dst))
+    } else if kind.is_dir() {
+        fs::create_dir(dst).map_err(io_context("cannot create", dst))?;
+        bind(src, dst, true)
+    } else {
+        File::create(dst).map_err(io_context("cannot create", dst))?;
+        bind(src, dst, false)
+    }
+}
+
+/// Replaces `/dev` by a tmpfs holding the host's entries and `log` bound
+/// to `socket`.
+fn private_dev(socket: &Path) -> Result<(), String> {
+    // Opened before the tmpfs hides it; reached through /proc afterwards.
+    let host = File::open("/dev").map_err(io_context("cannot open", Path::new("/dev")))?;
+    let host_dir = PathBuf::from(format!("/proc/self/fd/{}", host.as_raw_fd()));
+    mount(
+        Some("tmpfs"),
+        "/dev",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID,
+        Some("mode=0755"),
+    )
+    .map_err(|e| format!("cannot mount a tmpfs on /dev: {e}"))?;
+    let dev = Path::new("/dev");
+    let entries = fs::read_dir(&host_dir).map_err(io_context("cannot list", &host_dir))?;
+    for entry in entries {
+        let entry = entry.map_err(io_context("cannot list", &host_dir))?;
+        let name = entry.file_name();
+        if name == "log" {
+            continue;
+        }
+        if let Err(e) = mirror(&entry.path(), &dev.join(&name)) {
+            eprintln!("pam-mfa-bench: warning: {e}");
+        }
+    }
+    let log = dev.join("log");
+    File::create(&log).map_err(io_context("cannot create", &log))?;
+    bind(socket, &log, false)
+}
+
+/// Replaces `/etc` by a tmpfs of symbolic links: `own` names to the given
+/// paths, every other entry to the host's `/etc`, bound on `host_etc`.
+fn private_etc(host_etc: &Path, own: &[(&str, &Path)]) -> Result<(), String> {
+    bind(Path::new("/etc"), host_etc, true)?;
+    mount(
+        Some("tmpfs"),
+        "/etc",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )
+    .map_err(|e| format!("cannot mount a tmpfs on /etc: {e}"))?;
+    let etc = Path::new("/etc");
+    for entry in fs::read_dir(host_etc).map_err(io_context("cannot list", host_etc))? {
+        let entry = entry.map_err(io_context("cannot list", host_etc))?;
+        let name = entry.file_name();
+        if own.iter().any(|(n, _)| name == *n) {
+            continue;
+        }
+        let link = etc.join(&name);
+        // A relative link in the host's /etc (os-release -> ../usr/lib/...)
+        // is copied so that it resolves from /etc as it does on the host.
+        let target = match fs::read_link(entry.path()) {
+            Ok(t) if t.is_relative() => etc.join(t),
+            Ok(t) => t,
+            Err(_) => entry.path(),
+        };
+        symlink(&target, &link).map_err(io_context("cannot create", &link))?;
+    }
+    for (name, target) in own {
+        let link = etc.join(name);
+        symlink(target, &link).map_err(io_context("cannot create", &link))?;
+    }
+    Ok(())
+}
+
+/// What to put where in the namespace.
+pub struct Mounts<'a> {
+    /// An empty directory to reach the host's `/etc` through.
+    pub host_etc: &'a Path,
+    /// Seen as `/etc/pam.d`.
+    pub pam_d: &'a Path,
+    /// Seen as `/etc/passwd`.
+    pub passwd: &'a Path,
+    /// Seen as `/etc/group`.
+    pub group: &'a Path,
+    /// Seen as `/dev/log`.
+    pub dev_log: &'a Path,
+}
+
+/// Moves this process into a new private mount namespace and mounts
+/// `mounts` there. Must run before any thread is started (a threaded
+/// process cannot unshare its mount namespace). Needs root.
+///
+/// # Errors
+/// Any mount that fails.
+pub fn enter(mounts: &Mounts<'_>) -> Result<(), String> {
+    unshare(CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("cannot make a mount namespace (run as root): {e}"))?;
+    // Nothing mounted from here on may propagate back to the host.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("cannot make / private: {e}"))?;
+    private_etc(
+        mounts.host_etc,
+        &[
+            ("pam.d", mounts.pam_d),
+            ("passwd", mounts.passwd),
+            ("group", mounts.group),
+        ],
+    )?;
+    private_dev(mounts.dev_log)
+}
