@@ -20,7 +20,6 @@
 mod admin_costs;
 mod breakdown;
 mod codes;
-mod ffi;
 mod floor;
 mod job;
 mod machine;

@@ -23,8 +23,8 @@ use nix::time::{clock_gettime, ClockId};
 use nix::unistd::User;
 
 use crate::codes::{self, Secret};
-use crate::ffi;
 use crate::job::{Answer, Attempt, JobUser, NssReport, PamReport, SpinReport, Task};
+use pam_mfa_e2e::libpam as ffi;
 
 /// Runs the task read from stdin and prints its report.
 ///

@@ -31,6 +31,8 @@ pub mod audit;
 pub mod codes;
 pub mod converse;
 pub mod enroll;
+pub mod libpam;
+pub mod namespace;
 pub mod oath;
 pub mod pamtester;
 pub mod process;

@@ -12,8 +12,6 @@
 //! Exit status: 0 if every op of every transaction returned `PAM_SUCCESS`,
 //! 1 if any did not, 2 for a usage error.
 
-mod ffi;
-
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString, OsStr, OsString};
 use std::io::{self, BufRead, Write};
@@ -24,6 +22,7 @@ use std::ptr;
 use std::sync::{Barrier, Mutex, PoisonError};
 
 use nix::libc;
+use pam_mfa_e2e::libpam as ffi;
 use pam_mfa_e2e::protocol::{At, Event, EventLine, Line, Op, OpLine, Style};
 
 const USAGE: &str = "\

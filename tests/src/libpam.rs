@@ -1,6 +1,9 @@
-//! The part of Linux-PAM's application API (`security/pam_appl.h`) the
-//! driver calls, declared by hand as in the end-to-end harness's
-//! pam-converse: a handful of declarations does not earn a dependency.
+//! The part of Linux-PAM's application API (`security/pam_appl.h`) that
+//! pam-converse and the benchmark driver call, declared by hand. A handful
+//! of declarations does not earn a dependency: pam-sys would bring a build script, link `libpam_misc`
+//! too, and its own version of these same types.
+// The names and fields are libpam's own (pam_appl.h, pam_types.h).
+#![allow(missing_docs)]
 
 use std::ffi::{c_char, c_int, c_uint, c_void};
 
@@ -48,10 +51,13 @@ pub const PAM_SUCCESS: c_int = 0;
 pub const PAM_BUF_ERR: c_int = 5;
 pub const PAM_CONV_ERR: c_int = 19;
 
+pub const PAM_RHOST: c_int = 4;
 pub const PAM_FAIL_DELAY: c_int = 10;
 
 pub const PAM_PROMPT_ECHO_OFF: c_int = 1;
 pub const PAM_PROMPT_ECHO_ON: c_int = 2;
+pub const PAM_SILENT: c_int = 0x8000;
+pub const PAM_ESTABLISH_CRED: c_int = 0x0002;
 
 pub const PAM_MAX_NUM_MSG: c_int = 32;
 
@@ -66,4 +72,8 @@ extern "C" {
     pub fn pam_end(pamh: *mut PamHandle, pam_status: c_int) -> c_int;
     pub fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
     pub fn pam_authenticate(pamh: *mut PamHandle, flags: c_int) -> c_int;
+    pub fn pam_acct_mgmt(pamh: *mut PamHandle, flags: c_int) -> c_int;
+    pub fn pam_setcred(pamh: *mut PamHandle, flags: c_int) -> c_int;
+    pub fn pam_open_session(pamh: *mut PamHandle, flags: c_int) -> c_int;
+    pub fn pam_close_session(pamh: *mut PamHandle, flags: c_int) -> c_int;
 }
