@@ -163,15 +163,23 @@ struct GenerationSecret {
     id: Generation,
     created: u64,
     secret: Zeroizing<[u8; 32]>,
+    /// Derived once: every record read and write needs it.
+    store: StoreKey,
 }
 
 impl GenerationSecret {
-    fn store_key(&self) -> StoreKey {
-        let check = hkdf_expand::<8>(&self.secret, INFO_CHECK);
-        StoreKey {
-            generation: self.id,
-            key: hkdf_expand::<32>(&self.secret, INFO_STORE),
+    fn new(id: Generation, created: u64, secret: Zeroizing<[u8; 32]>) -> Self {
+        let check = hkdf_expand::<8>(&secret, INFO_CHECK);
+        let store = StoreKey {
+            generation: id,
+            key: hkdf_expand::<32>(&secret, INFO_STORE),
             check: *check,
+        };
+        GenerationSecret {
+            id,
+            created,
+            secret,
+            store,
         }
     }
 
@@ -220,11 +228,7 @@ impl MasterKey {
         let mut secret = Zeroizing::new([0u8; 32]);
         random::fill(secret.as_mut())?;
         Ok(MasterKey {
-            generations: vec![GenerationSecret {
-                id: 1,
-                created: now,
-                secret,
-            }],
+            generations: vec![GenerationSecret::new(1, now, secret)],
             active: 1,
         })
     }
@@ -240,11 +244,8 @@ impl MasterKey {
         let id = self.generations.iter().map(|g| g.id).max().unwrap_or(0) + 1;
         let mut secret = Zeroizing::new([0u8; 32]);
         random::fill(secret.as_mut())?;
-        self.generations.push(GenerationSecret {
-            id,
-            created: now,
-            secret,
-        });
+        self.generations
+            .push(GenerationSecret::new(id, now, secret));
         self.active = id;
         Ok(id)
     }
@@ -294,13 +295,13 @@ impl MasterKey {
     }
 
     /// The store key of a generation, if the key file holds it.
-    pub fn store_key(&self, id: Generation) -> Option<StoreKey> {
-        self.find(id).map(GenerationSecret::store_key)
+    pub fn store_key(&self, id: Generation) -> Option<&StoreKey> {
+        self.find(id).map(|g| &g.store)
     }
 
     /// The store key new records are sealed under.
-    pub fn active_store_key(&self) -> StoreKey {
-        self.active_secret().store_key()
+    pub fn active_store_key(&self) -> &StoreKey {
+        &self.active_secret().store
     }
 
     /// The public enrollment key of the active generation.
@@ -374,11 +375,7 @@ impl MasterKey {
                     let created = created.parse::<u64>().map_err(|_| bad(n, "bad time"))?;
                     let secret = hex_decode::<32>(secret)
                         .map_err(|DecodeError(e)| bad(n, &format!("secret: {e}")))?;
-                    generations.push(GenerationSecret {
-                        id,
-                        created,
-                        secret,
-                    });
+                    generations.push(GenerationSecret::new(id, created, secret));
                 }
                 _ => return Err(bad(n, "unrecognised line")),
             }

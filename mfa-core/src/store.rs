@@ -792,7 +792,7 @@ impl UserState<'_> {
         let key = keys.active_store_key();
         let target = 1 - f.slot;
         let seq = f.seq + 1;
-        let slot = seal_slot(&key, self.uid, seq, plaintext, f.slot_size)?;
+        let slot = seal_slot(key, self.uid, seq, plaintext, f.slot_size)?;
         store.fault(CommitStep::BeforeSlotWrite).map_err(io_err)?;
         f.file
             .write_all_at(&slot, (target * f.slot_size) as u64)
@@ -819,7 +819,7 @@ impl UserState<'_> {
             )));
         }
         let seq = self.file.as_ref().map_or(1, |f| f.seq + 1);
-        let mut contents = seal_slot(&key, self.uid, seq, plaintext, slot_size)?;
+        let mut contents = seal_slot(key, self.uid, seq, plaintext, slot_size)?;
         contents.resize(2 * slot_size, 0);
         if let Err(err) = fsutil::write_atomic_with(&path, &contents, 0o600, true, &mut |step| {
             store.fault(CommitStep::Rename(step))
@@ -855,7 +855,7 @@ impl UserState<'_> {
                 // The old state under the next sequence number, so that no
                 // copy of the failed state can win over it.
                 if let Ok(mut restored) = seal_slot(
-                    &key,
+                    key,
                     self.uid,
                     f.seq + 2,
                     &plaintext,

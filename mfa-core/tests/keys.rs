@@ -99,14 +99,15 @@ fn a_missing_key_file_says_how_to_create_one() {
 fn rotation_adds_an_active_generation_and_keeps_the_old_one() {
     let mut key = MasterKey::generate(1).unwrap();
     let old = key.active_store_key();
+    let (old_bytes, old_check) = (*old.bytes(), old.check());
     assert_eq!(key.rotate(2).unwrap(), 2);
     assert_eq!(key.active(), 2);
     let list = key.list();
     assert_eq!(list.len(), 2);
     assert!(!list[0].active && list[1].active);
-    assert_eq!(key.store_key(1).unwrap().bytes(), old.bytes());
-    assert_ne!(key.active_store_key().bytes(), old.bytes());
-    assert_ne!(key.active_store_key().check(), old.check());
+    assert_eq!(key.store_key(1).unwrap().bytes(), &old_bytes);
+    assert_ne!(key.active_store_key().bytes(), &old_bytes);
+    assert_ne!(key.active_store_key().check(), old_check);
     assert_eq!(key.enrollment_public_key().generation(), 2);
 }
 
