@@ -19,6 +19,7 @@
 use std::fmt::{self, Write as _};
 use std::io;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use hkdf::Hkdf;
 use hpke::aead::AesGcm256;
@@ -163,24 +164,36 @@ struct GenerationSecret {
     id: Generation,
     created: u64,
     secret: Zeroizing<[u8; 32]>,
-    /// Derived once: every record read and write needs it.
-    store: StoreKey,
+    /// Derived at first use and kept: every record read and write needs it,
+    /// but a login touches one generation, and the key file may hold several.
+    store: OnceLock<StoreKey>,
 }
 
 impl GenerationSecret {
     fn new(id: Generation, created: u64, secret: Zeroizing<[u8; 32]>) -> Self {
-        let check = hkdf_expand::<8>(&secret, INFO_CHECK);
-        let store = StoreKey {
-            generation: id,
-            key: hkdf_expand::<32>(&secret, INFO_STORE),
-            check: *check,
-        };
         GenerationSecret {
             id,
             created,
             secret,
-            store,
+            store: OnceLock::new(),
         }
+    }
+
+    fn store_key(&self) -> &StoreKey {
+        self.store.get_or_init(|| {
+            let hk = Hkdf::<Sha256>::new(Some(HKDF_SALT), self.secret.as_ref());
+            let mut key = Zeroizing::new([0u8; 32]);
+            let mut check = [0u8; 8];
+            // Both lengths are far below HKDF's limit of 255 * 32 bytes.
+            hk.expand(INFO_STORE, key.as_mut())
+                .and_then(|()| hk.expand(INFO_CHECK, &mut check))
+                .expect("HKDF output length within bounds");
+            StoreKey {
+                generation: self.id,
+                key,
+                check,
+            }
+        })
     }
 
     fn enrollment_pair(
@@ -296,12 +309,12 @@ impl MasterKey {
 
     /// The store key of a generation, if the key file holds it.
     pub fn store_key(&self, id: Generation) -> Option<&StoreKey> {
-        self.find(id).map(|g| &g.store)
+        self.find(id).map(GenerationSecret::store_key)
     }
 
     /// The store key new records are sealed under.
     pub fn active_store_key(&self) -> &StoreKey {
-        &self.active_secret().store
+        self.active_secret().store_key()
     }
 
     /// The public enrollment key of the active generation.

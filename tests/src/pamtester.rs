@@ -46,7 +46,21 @@ impl Sandbox {
     /// `close_session`, `chauthtok`, optionally with flags such as
     /// `authenticate(PAM_SILENT)`.
     pub fn pamtester(&self, service: &str, user: &str, ops: &[&str], answers: &[&str]) -> Run {
-        let mut cmd = self.command("pamtester");
+        self.pamtester_via("pamtester", service, user, ops, answers)
+    }
+
+    /// [`Sandbox::pamtester`] through `program`, a wrapper that ends by
+    /// running pamtester with its arguments (e.g. after setting
+    /// `LD_PRELOAD`).
+    pub fn pamtester_via(
+        &self,
+        program: impl AsRef<std::ffi::OsStr>,
+        service: &str,
+        user: &str,
+        ops: &[&str],
+        answers: &[&str],
+    ) -> Run {
+        let mut cmd = self.command(program);
         cmd.arg("-v").arg(service).arg(user).args(ops);
         let command = process::render(&cmd);
         let mut child = process::spawn_piped(&mut cmd)

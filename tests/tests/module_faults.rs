@@ -584,8 +584,8 @@ const NETWORK_FILESYSTEMS: [(&str, u32); 4] = [
 /// flock on NFS is emulated with byte-range locks through the lock daemon,
 /// fdatasync does not mean the same thing, and a server can serve one
 /// record to two hosts: the per-user lock and replay protection stop being
-/// sound. The store should refuse such a state directory (`statfs` `f_type`),
-/// deny and log. It does not check the filesystem type at all.
+/// sound. The store refuses such a state directory (`statfs` `f_type`),
+/// denies and logs.
 #[test]
 fn a_state_directory_on_a_network_filesystem_is_refused() {
     let f = Faulty::new(ROOMY);
@@ -604,4 +604,52 @@ fn a_state_directory_on_a_network_filesystem_is_refused() {
         );
         forget_last_step(&f, user.uid());
     }
+}
+
+// ---------------------------------------------------------------------------
+// A panic inside the module
+
+/// A panic must unwind to the catch at the PAM boundary and deny, also in
+/// a C program that never loaded the GCC unwinder library itself (the
+/// module links its unwinder statically; sshd and sudo are such programs).
+/// The standard library panics when the wall clock cannot be read.
+#[test]
+fn a_panic_in_a_c_application_is_caught_denied_and_logged() {
+    let f = Faulty::new(ROOMY);
+    let user = TestUser::create("flpanic");
+    let device = enroll(&f, &user);
+    mfa_stack(&f);
+    f.arm_clock_failure();
+    let run = f.pamtester(
+        "mfa",
+        user.name(),
+        &["authenticate"],
+        &[&code_now(&device.secret)],
+    );
+    assert!(!run.timed_out(), "pamtester hung\n{run}");
+    assert!(
+        run.code().is_some(),
+        "pamtester died of a signal: the panic was not caught\n{run}"
+    );
+    run.assert_failure();
+    assert!(run.stderr.contains("System error"), "{run}");
+    f.syslog()
+        .wait_for(
+            |l| {
+                l.tag == "pam_mfa"
+                    && l.message.starts_with("event=internal_error")
+                    && l.message.contains("panic caught at the PAM boundary")
+            },
+            common::WAIT,
+        )
+        .expect("the caught panic is logged");
+
+    f.disarm();
+    let after = f.pamtester(
+        "mfa",
+        user.name(),
+        &["authenticate"],
+        &[&code_now(&device.secret)],
+    );
+    after.assert_success();
 }

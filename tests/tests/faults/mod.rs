@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
-use pam_mfa_e2e::{tools, Sandbox, Tools};
+use pam_mfa_e2e::{tools, Run, Sandbox, Tools};
 use tempfile::TempDir;
 
 use crate::common;
@@ -85,6 +85,14 @@ impl Faulty {
         )
         .expect("write the wrapper");
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+        // pamtester too, for a libpam application written in C.
+        let pamtester = wrapper.path().join("pamtester");
+        fs::write(
+            &pamtester,
+            "#!/bin/sh\n. \"$(dirname \"$0\")/fault.env\"\nexec pamtester \"$@\"\n",
+        )
+        .expect("write the pamtester wrapper");
+        fs::set_permissions(&pamtester, fs::Permissions::from_mode(0o755)).expect("chmod");
         // The sandbox finds libpam_mfa.so next to its converse tool.
         symlink(real.artifact("deps"), wrapper.path().join("deps")).expect("deps link");
         let sb = Sandbox::new(Tools::new(&script, real.sandbox()));
@@ -123,6 +131,21 @@ impl Faulty {
         let mut env = fs::read_to_string(self.file("fault.env")).expect("fault.env");
         let _ = writeln!(env, "export PAM_MFA_STATFS_MAGIC={magic:x}");
         fs::write(self.file("fault.env"), env).expect("write fault.env");
+    }
+
+    /// Runs the next conversations with a wall clock that cannot be read
+    /// (`clock_gettime(CLOCK_REALTIME)` fails), so that the module panics.
+    pub fn arm_clock_failure(&self) {
+        self.arm(None);
+        let mut env = fs::read_to_string(self.file("fault.env")).expect("fault.env");
+        env.push_str("export PAM_MFA_CLOCK_FAIL=1\n");
+        fs::write(self.file("fault.env"), env).expect("write fault.env");
+    }
+
+    /// Runs Debian's pamtester (a C program) under the shim as armed.
+    pub fn pamtester(&self, service: &str, user: &str, ops: &[&str], answers: &[&str]) -> Run {
+        self.sb
+            .pamtester_via(self.file("pamtester"), service, user, ops, answers)
     }
 
     /// Runs the next conversations without the shim.

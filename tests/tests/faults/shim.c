@@ -22,6 +22,9 @@
  *   PAM_MFA_TRACE=PATH       appends "CALL PATH" for every counted call
  *   PAM_MFA_STATFS_MAGIC=HEX statfs/fstatfs (and the 64-bit forms) report
  *                            this f_type: a network or FUSE filesystem
+ *   PAM_MFA_CLOCK_FAIL=1     clock_gettime(CLOCK_REALTIME) fails with EINVAL,
+ *                            which the Rust standard library turns into a
+ *                            panic inside the module
  *
  * Built by the tests with `cc -shared -fPIC -o shim.so shim.c -ldl`.
  */
@@ -37,6 +40,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 enum call { C_PWRITE, C_WRITE, C_FSYNC, C_FDATASYNC, C_RENAME, C_COUNT };
@@ -286,4 +290,14 @@ int fstatfs64(int fd, struct statfs64 *buf) {
     if (r == 0)
         fake_type((long *)&buf->f_type);
     return r;
+}
+
+/* A wall clock that cannot be read: the module panics reading it. */
+int clock_gettime(clockid_t clock, struct timespec *tp) {
+    REAL(clock_gettime);
+    if (clock == CLOCK_REALTIME && getenv("PAM_MFA_CLOCK_FAIL")) {
+        errno = EINVAL;
+        return -1;
+    }
+    return real_clock_gettime(clock, tp);
 }
