@@ -103,6 +103,7 @@ pub fn describe(work: &Path) -> Machine {
             "libpam-google-authenticator",
             "libpam-oath",
             "liboath0",
+            "nscd",
         ]),
     }
 }

@@ -4,6 +4,7 @@
 //! ```text
 //! pam-mfa-bench run [--users 100,1000,10000,100000] [--sample 200]
 //!                   [--work DIR] [--out DIR] [--module PATH] [--floor-reps N]
+//!                   [--load-reps N]
 //! pam-mfa-bench report [--out DIR]
 //! pam-mfa-bench profile [--work DIR] [--module-under-test mfa|ga|oath]
 //!                       [--users N] [--wrong] -- WRAPPER [ARG]...
@@ -22,7 +23,9 @@ mod breakdown;
 mod codes;
 mod floor;
 mod job;
+mod load;
 mod machine;
+mod nscd;
 mod population;
 mod report;
 mod results;
@@ -42,6 +45,7 @@ use crate::results::Module;
 const USAGE: &str = "\
 usage: pam-mfa-bench run [--users 100,1000,10000,100000] [--sample 200]
                          [--work DIR] [--out DIR] [--module PATH] [--floor-reps N]
+                         [--load-reps N]
        pam-mfa-bench report [--out DIR]
        pam-mfa-bench profile [--work DIR] [--module-under-test mfa|ga|oath]
                              [--users N] [--wrong] -- WRAPPER [ARG]...
@@ -51,7 +55,10 @@ run      enrolls the users in pam_mfa, google-authenticator and pam_oath, then
          writes results.json, report.md and latency.png into --out.
          Defaults: --work /var/tmp/pam-mfa-bench (emptied first; it must be on
          the disk to measure), --out target/bench,
-         --module target/release/libpam_mfa.so, --floor-reps 500.
+         --module target/release/libpam_mfa.so, --floor-reps 500,
+         --load-reps 1000 (loads of each module in a C program, which is
+         compiled with cc). With nscd installed, pam_mfa is measured with a
+         private nscd too.
 report   renders report.md and latency.png again from --out/results.json.
 profile  authenticates --users random users (default 200) of the population
          a run left in --work, in its namespace, with the worker started under
@@ -94,6 +101,7 @@ fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<run::Options, S
         out: default_out(),
         module: PathBuf::from("target/release/libpam_mfa.so"),
         floor_reps: 500,
+        load_reps: 1000,
     };
     while let Some(arg) = args.next() {
         let flag = arg.to_string_lossy().into_owned();
@@ -113,11 +121,12 @@ fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<run::Options, S
             "--out" => opts.out = value(&mut args, &flag)?.into(),
             "--module" => opts.module = value(&mut args, &flag)?.into(),
             "--floor-reps" => opts.floor_reps = number(&mut args, &flag)?,
+            "--load-reps" => opts.load_reps = number(&mut args, &flag)?,
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
-    if opts.sample == 0 || opts.floor_reps == 0 {
-        return Err("--sample and --floor-reps must be at least 1".into());
+    if opts.sample == 0 || opts.floor_reps == 0 || opts.load_reps == 0 {
+        return Err("--sample, --floor-reps and --load-reps must be at least 1".into());
     }
     Ok(opts)
 }
@@ -206,6 +215,10 @@ mod tests {
         let o = parse_run(args(&["--users", "1000,100", "--sample", "20"])).unwrap();
         assert_eq!(o.sizes, [100, 1000]);
         assert_eq!(o.sample, 20);
+        assert_eq!(o.load_reps, 1000);
+        let o = parse_run(args(&["--load-reps", "40"])).unwrap();
+        assert_eq!(o.load_reps, 40);
+        assert!(parse_run(args(&["--load-reps", "0"])).is_err());
         assert!(parse_run(args(&["--users", "1"])).is_err());
         assert!(parse_run(args(&["--sample", "0"])).is_err());
         assert!(parse_run(args(&["--bogus"])).is_err());

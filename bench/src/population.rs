@@ -9,6 +9,8 @@
 //! | `host-etc/` | the host's `/etc`, inside the namespace |
 //! | `pam.d/` | seen as `/etc/pam.d`: `bench-mfa`, `bench-ga`, `bench-oath`, `other` |
 //! | `run/log.sock` | seen as `/dev/log` |
+//! | `run/nscd.log` | what nscd printed, in the scenarios with nscd |
+//! | `tools/` | the module-loading program (`load`), compiled at run time |
 //! | `mfa/keys/`, `mfa/state/`, `mfa/spool/` | pam_mfa's key, records, self-enrollment spool |
 //! | `ga/<user>` | google-authenticator secret files (root, 0600) |
 //! | `oath/users` | the pam_oath users file (root, 0600) |
@@ -89,6 +91,16 @@ impl Layout {
         self.path("run/log.sock")
     }
 
+    /// What nscd printed, in the scenarios with nscd.
+    pub fn nscd_log(&self) -> PathBuf {
+        self.path("run/nscd.log")
+    }
+
+    /// Programs compiled at run time.
+    pub fn tools_dir(&self) -> PathBuf {
+        self.path("tools")
+    }
+
     /// pam_mfa's master key.
     pub fn key_file(&self) -> PathBuf {
         self.path("mfa/keys/master.key")
@@ -158,6 +170,7 @@ impl Layout {
             ("host-etc", 0o755),
             ("pam.d", 0o755),
             ("run", 0o755),
+            ("tools", 0o755),
             ("mfa", 0o755),
             ("ga", 0o700),
             ("oath", 0o700),

@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::results::{per_attempt, Module, ModuleResult, Results, SizeResult};
+use crate::results::{per_attempt, Module, ModuleLoad, ModuleResult, Results, SizeResult};
 use crate::stats::Summary;
 
 /// Writes `results.json`.
@@ -60,6 +60,11 @@ fn med_p99(s: &Summary) -> String {
 }
 
 fn users(n: u32) -> String {
+    grouped(u64::from(n))
+}
+
+/// `n` with its digits grouped in thousands by narrow spaces.
+fn grouped(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -171,6 +176,76 @@ fn latency_sections(r: &Results, s: &mut String) {
     s.push('\n');
 }
 
+/// The file name of a path, for tables.
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// The row's name: the module, and what was loaded before it.
+fn load_label(l: &ModuleLoad) -> String {
+    if l.preloaded.is_empty() {
+        l.module.label().to_owned()
+    } else {
+        format!(
+            "{}, with {} loaded first",
+            l.module.label(),
+            l.preloaded.join(", ")
+        )
+    }
+}
+
+fn load_section(r: &Results, s: &mut String) {
+    if r.module_load.is_empty() {
+        return;
+    }
+    s.push_str("### Loading the module in a C program (dlopen + dlclose, as sshd and sudo do on every login)
+
+");
+    let count = r.module_load.first().map_or(0, |l| l.total.count);
+    let _ = writeln!(
+        s,
+        "A C program (`bench/src/load.c`, compiled at run time) that has loaded libpam.so.0 \
+         (`RTLD_GLOBAL`) and otherwise only libc opens the module with `dlopen(RTLD_NOW)` and \
+         closes it with `dlclose`, {} times per row after one untimed load, in rounds that take \
+         turns between the rows; libpam does the same in `pam_start` and `pam_end`. The Rust \
+         worker of the tables above has `libgcc_s.so.1` loaded before any module; sshd and sudo, \
+         C programs, do not, so a module that needs it loads it on every login there. \
+         µs, median / p99.\n",
+        grouped(count as u64)
+    );
+    s.push_str(&header(&[
+        "module",
+        "file size",
+        "NEEDED",
+        "objects the dlopen loaded",
+        "dlopen",
+        "dlclose",
+        "dlopen + dlclose",
+    ]));
+    for l in &r.module_load {
+        let mut loaded = l
+            .loaded
+            .iter()
+            .map(|p| file_name(p))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if !l.kept.is_empty() {
+            let kept: Vec<&str> = l.kept.iter().map(|p| file_name(p)).collect();
+            let _ = write!(loaded, " (left loaded by dlclose: {})", kept.join(", "));
+        }
+        s.push_str(&row(&[
+            load_label(l),
+            format!("{} KiB", grouped(l.size_bytes.div_ceil(1024))),
+            l.needed.join(", "),
+            loaded,
+            med_p99(&l.dlopen),
+            med_p99(&l.dlclose),
+            med_p99(&l.total),
+        ]));
+    }
+    s.push('\n');
+}
+
 fn throughput_section(r: &Results, s: &mut String) {
     s.push_str("### Throughput and resources (right codes)\n\n");
     s.push_str("Two processes of pure CPU work reached ");
@@ -264,6 +339,65 @@ fn admin_section(r: &Results, s: &mut String) {
         }
         s.push('\n');
     }
+}
+
+fn nscd_section(r: &Results, s: &mut String) {
+    s.push_str("### pam_mfa with nscd (µs, median / p99)\n\n");
+    if let Some(why) = &r.nscd_skipped {
+        let _ = writeln!(s, "Not measured in this run: {why}.\n");
+        return;
+    }
+    if r.sizes.iter().all(|z| z.nscd.is_none()) {
+        s.push_str("Not measured in this run.\n\n");
+        return;
+    }
+    s.push_str(
+        "pam_mfa looks the user up once per login (`getpwnam_r`); with the files backend glibc \
+         reads `/etc/passwd` line by line. Here nscd, the usual cache on hosts with many local \
+         users, ran inside the benchmark's namespace (`nscd -F` with the host's \
+         `/etc/nscd.conf`, private tmpfs mounts on `/run/nscd` and `/var/cache/nscd`), started \
+         afresh at each size and stopped, its mounts removed, before the other scenarios. \
+         Its cache was warmed first: one worker looked each sampled user up once with \
+         `getpwnam` (a miss each: nscd read `/etc/passwd`, \"first lookup\"), a second timed \
+         the same lookups again (answered by nscd), then pam_mfa authenticated the same users \
+         with right codes, one worker per round as without nscd, and the disk floor was measured \
+         again in the same rounds. These are other users than those of the scenario without \
+         nscd (every right code is fresh), and a few seconds later.\n\n",
+    );
+    s.push_str(&header(&[
+        "users",
+        "pam_mfa: files",
+        "floor then",
+        "pam_mfa: nscd",
+        "floor then",
+        "getpwnam: files",
+        "getpwnam: nscd",
+        "first lookup through nscd (fills its cache)",
+        "accepted (nscd)",
+        "passwd opens / attempt: files, nscd",
+    ]));
+    for size in &r.sizes {
+        let (Some(n), Some(m)) = (&size.nscd, size.module(Module::PamMfa)) else {
+            continue;
+        };
+        s.push_str(&row(&[
+            users(size.users),
+            med_p99(&m.right.auth),
+            med_p99(&size.floor.in_place),
+            med_p99(&n.right.auth),
+            med_p99(&n.floor.in_place),
+            med_p99(&size.nss.lookup),
+            med_p99(&n.nss.lookup),
+            med_p99(&n.fill),
+            format!("{}/{}", n.right.successes, n.right.attempts),
+            format!(
+                "{:.2}, {:.2}",
+                per_attempt(m.right.passwd_opens, m.right.attempts),
+                per_attempt(n.right.passwd_opens, n.right.attempts)
+            ),
+        ]));
+    }
+    s.push('\n');
 }
 
 fn breakdown_section(r: &Results, s: &mut String) {
@@ -381,7 +515,7 @@ fn judge(r: &Results) -> Vec<Verdict> {
         v.push(Verdict {
             target: "flat in N: growth from the smallest to the largest N ≤ google-authenticator's",
             measured: format!(
-                "{} → {} users: pam_mfa {:+.0} µs, google-authenticator {:+.0} µs",
+                "{} → {} users: pam_mfa (files) {:+.0} µs, google-authenticator {:+.0} µs",
                 users(s0.users),
                 users(s1.users),
                 dm,
@@ -395,8 +529,70 @@ fn judge(r: &Results) -> Vec<Verdict> {
             met: Some(dn <= dg.max(0.0)),
         });
     }
-    v.extend(judge_scaling(&pairs));
+    v.extend(judge_nscd(r, &pairs));
+    v.extend(judge_scaling(r, &pairs));
     v
+}
+
+/// Flat in N with nscd: pam_mfa's growth between the smallest and the
+/// largest size measured with nscd, against google-authenticator's.
+fn judge_nscd(r: &Results, pairs: &[Triple<'_>]) -> Option<Verdict> {
+    let target = "(same, pam_mfa with nscd)";
+    if let Some(why) = &r.nscd_skipped {
+        return Some(Verdict {
+            target,
+            measured: format!("not measured: {why}"),
+            met: None,
+        });
+    }
+    let with: Vec<(&SizeResult, f64, &ModuleResult)> = pairs
+        .iter()
+        .filter_map(|(s, _, g)| Some((*s, s.nscd.as_ref()?.right.auth.median_us, *g)))
+        .collect();
+    let ((s0, m0, g0), (s1, m1, g1)) = (with.first()?, with.last()?);
+    let dm = m1 - m0;
+    let dg = g1.right.auth.median_us - g0.right.auth.median_us;
+    Some(Verdict {
+        target,
+        measured: format!(
+            "{} → {} users: pam_mfa with nscd {dm:+.0} µs ({} → {} µs), google-authenticator {dg:+.0} µs",
+            users(s0.users),
+            users(s1.users),
+            us(*m0),
+            us(*m1),
+        ),
+        met: Some(dm <= dg.max(0.0)),
+    })
+}
+
+/// The load target again, from the C program: `dlopen` + `dlclose`.
+fn judge_load(r: &Results) -> Option<Verdict> {
+    let plain = |m: Module| {
+        r.module_load
+            .iter()
+            .find(|l| l.module == m && l.preloaded.is_empty())
+    };
+    let (m, g) = (plain(Module::PamMfa)?, plain(Module::GoogleAuthenticator)?);
+    let preloaded = r
+        .module_load
+        .iter()
+        .find(|l| l.module == Module::PamMfa && !l.preloaded.is_empty())
+        .map_or(String::new(), |p| {
+            format!(
+                " ({} µs with {} loaded first)",
+                us(p.total.median_us),
+                p.preloaded.join(", ")
+            )
+        });
+    Some(Verdict {
+        target: "(same, loading in a C program: dlopen + dlclose, median)",
+        measured: format!(
+            "pam_mfa {} µs{preloaded} vs google-authenticator {} µs",
+            us(m.total.median_us),
+            us(g.total.median_us)
+        ),
+        met: Some(m.total.median_us <= g.total.median_us),
+    })
 }
 
 type Triple<'a> = (&'a SizeResult, &'a ModuleResult, &'a ModuleResult);
@@ -419,7 +615,7 @@ fn each_size(
 }
 
 /// The targets on concurrency, loading, memory and lookups.
-fn judge_scaling(pairs: &[Triple<'_>]) -> Vec<Verdict> {
+fn judge_scaling(r: &Results, pairs: &[Triple<'_>]) -> Vec<Verdict> {
     let mut v = Vec::new();
     let list = |f: &dyn Fn(&SizeResult, &ModuleResult, &ModuleResult) -> (String, bool)| {
         each_size(pairs, f)
@@ -463,6 +659,7 @@ fn judge_scaling(pairs: &[Triple<'_>]) -> Vec<Verdict> {
         measured,
         met: Some(met),
     });
+    v.extend(judge_load(r));
     let (measured, met) = list(&|s, m, g| {
         let d = i128::from(m.right.rss_peak_kb) - i128::from(g.right.rss_peak_kb);
         (format!("{}: {d:+} KiB", users(s.users)), d <= 1024)
@@ -502,8 +699,10 @@ pub fn markdown(r: &Results) -> String {
     let mut s = String::new();
     machine_section(r, &mut s);
     latency_sections(r, &mut s);
+    load_section(r, &mut s);
     throughput_section(r, &mut s);
     admin_section(r, &mut s);
+    nscd_section(r, &mut s);
     breakdown_section(r, &mut s);
     targets_section(r, &mut s);
     s
@@ -587,6 +786,75 @@ fn plot(out: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn load(module: Module, preloaded: &[&str], total_ns: u64) -> ModuleLoad {
+        ModuleLoad {
+            module,
+            path: format!("/lib/security/{}.so", module.label()),
+            size_bytes: 2_000_000,
+            needed: vec!["libpam.so.0".into(), "libc.so.6".into()],
+            preloaded: preloaded.iter().map(|&p| p.to_owned()).collect(),
+            loaded: vec![format!("/lib/security/{}.so", module.label())],
+            kept: Vec::new(),
+            dlopen: Summary::of_ns(&[total_ns]),
+            dlclose: Summary::of_ns(&[0]),
+            total: Summary::of_ns(&[total_ns]),
+        }
+    }
+
+    fn results() -> Results {
+        Results {
+            started: String::new(),
+            elapsed_s: 0.0,
+            machine: crate::results::Machine::default(),
+            module_path: String::new(),
+            provision: Summary::default(),
+            spool_scan: Vec::new(),
+            module_load: vec![
+                load(Module::PamMfa, &[], 180_000),
+                load(Module::PamMfa, &["libgcc_s.so.1"], 70_000),
+                load(Module::GoogleAuthenticator, &[], 40_000),
+            ],
+            nscd_skipped: Some("nscd is not installed (apt-get install nscd)".into()),
+            sizes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_load_table_and_its_verdict_follow_the_plain_loads() {
+        let text = markdown(&results());
+        assert!(
+            text.contains("### Loading the module in a C program"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| pam_mfa, with libgcc_s.so.1 loaded first | 1\u{202f}954 KiB |"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "| (same, loading in a C program: dlopen + dlclose, median) | pam_mfa 180 µs (70.0 µs with libgcc_s.so.1 loaded first) vs google-authenticator 40.0 µs | **not met** |"
+        ), "{text}");
+        let mut faster = results();
+        faster.module_load.truncate(1);
+        faster
+            .module_load
+            .push(load(Module::GoogleAuthenticator, &[], 200_000));
+        assert!(markdown(&faster).contains("vs google-authenticator 200 µs | met |"));
+    }
+
+    #[test]
+    fn without_nscd_the_report_says_why() {
+        let text = markdown(&results());
+        assert!(
+            text.contains(
+                "Not measured in this run: nscd is not installed (apt-get install nscd)."
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "| (same, pam_mfa with nscd) | not measured: nscd is not installed (apt-get install nscd) | not measurable in this run |"
+        ), "{text}");
+    }
 
     #[test]
     fn user_counts_are_grouped_in_thousands() {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::admin_costs::{SelfEnrollment, SpoolScan};
 use crate::breakdown::Step;
 use crate::floor::Floor;
-use crate::job::PamReport;
+use crate::job::{NssReport, PamReport};
 use crate::sink::TagCounts;
 use crate::stats::Summary;
 
@@ -260,6 +260,59 @@ pub struct NssResult {
     pub missing: u64,
 }
 
+impl NssResult {
+    /// Summarizes a worker's lookups.
+    pub fn from_report(report: &NssReport) -> NssResult {
+        NssResult {
+            lookup: Summary::of_ns(&report.lookup_ns),
+            root: Summary::of_ns(&report.root_ns),
+            missing: report.missing,
+        }
+    }
+}
+
+/// pam_mfa with nscd running, at one population size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NscdResult {
+    /// Each sampled user's first lookup with nscd up: a miss, for which
+    /// nscd reads `/etc/passwd` and keeps the entry.
+    pub fill: Summary,
+    /// The same lookups again, in another process, answered from the cache.
+    pub nss: NssResult,
+    /// pam_mfa with right codes, the same users, after those lookups.
+    pub right: Scenario,
+    /// The disk floor, measured in the same rounds.
+    #[serde(default)]
+    pub floor: Floor,
+}
+
+/// Loading one module in a C program (`dlopen` + `dlclose`), measured
+/// once per run: it does not depend on the population.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleLoad {
+    /// Which.
+    pub module: Module,
+    /// The file loaded.
+    pub path: String,
+    /// Its size in bytes.
+    pub size_bytes: u64,
+    /// The `NEEDED` entries of its dynamic section.
+    pub needed: Vec<String>,
+    /// Libraries the program loaded before the module (besides libpam).
+    pub preloaded: Vec<String>,
+    /// The objects the module's `dlopen` added to the program: the module
+    /// and the libraries it needs that were not loaded yet.
+    pub loaded: Vec<String>,
+    /// Of those, the ones `dlclose` left loaded.
+    pub kept: Vec<String>,
+    /// `dlopen(RTLD_NOW)`.
+    pub dlopen: Summary,
+    /// `dlclose`.
+    pub dlclose: Summary,
+    /// Both, per load.
+    pub total: Summary,
+}
+
 /// Everything measured with `users` enrolled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SizeResult {
@@ -273,6 +326,9 @@ pub struct SizeResult {
     pub floor: Floor,
     /// `getpwnam_r` alone.
     pub nss: NssResult,
+    /// pam_mfa and `getpwnam_r` with nscd (none if nscd is not installed).
+    #[serde(default)]
+    pub nscd: Option<NscdResult>,
     /// Per module.
     pub modules: Vec<ModuleResult>,
     /// Self-service enrollment per user.
@@ -311,6 +367,12 @@ pub struct Results {
     pub provision: Summary,
     /// One login's spool search while other users' requests wait.
     pub spool_scan: Vec<SpoolScan>,
+    /// Loading each module in a C program.
+    #[serde(default)]
+    pub module_load: Vec<ModuleLoad>,
+    /// Why there are no measurements with nscd, if there are none.
+    #[serde(default)]
+    pub nscd_skipped: Option<String>,
     /// Per population size, ascending.
     pub sizes: Vec<SizeResult>,
 }

@@ -18,10 +18,14 @@ use crate::breakdown;
 use crate::codes;
 use crate::floor;
 use crate::job::{Answer, JobUser, NssReport, PamReport, SpinReport, Task};
+use crate::load;
 use crate::machine;
+use crate::nscd::{self, Daemon};
 use crate::population::{self, Layout, Population, Seed};
 use crate::report;
-use crate::results::{Module, ModuleResult, NssResult, Pair, Results, Run, Scenario, SizeResult};
+use crate::results::{
+    Module, ModuleResult, NscdResult, NssResult, Pair, Results, Run, Scenario, SizeResult,
+};
 
 /// Rounds each single-process scenario is split into.
 const ROUNDS: usize = 4;
@@ -29,6 +33,7 @@ const ROUNDS: usize = 4;
 const PAIR_ROUNDS: usize = 2;
 use crate::sandbox::{self, Mounts};
 use crate::sink::{self, OpenCounter, SyslogSink};
+use crate::stats::Summary;
 
 /// What `run` was asked for.
 #[derive(Debug, Clone)]
@@ -45,6 +50,8 @@ pub struct Options {
     pub module: PathBuf,
     /// Repetitions of each disk-floor measurement.
     pub floor_reps: usize,
+    /// Loads of each module in the C program.
+    pub load_reps: usize,
 }
 
 /// Waits for what one run left behind (`pam_oath` rewrites megabytes per
@@ -344,6 +351,10 @@ pub fn run(opts: &Options) -> Result<(), String> {
     let mut world = World::enter(&layout)?;
     std::fs::create_dir_all(&opts.out).map_err(|e| format!("{}: {e}", opts.out.display()))?;
     eprintln!("pam-mfa-bench: working in {}", layout.root.display());
+    let nscd = nscd::find();
+    if let Err(why) = &nscd {
+        eprintln!("pam-mfa-bench: no scenario with nscd: {why}");
+    }
     let mut results = Results {
         started,
         elapsed_s: 0.0,
@@ -351,8 +362,12 @@ pub fn run(opts: &Options) -> Result<(), String> {
         module_path: module.display().to_string(),
         provision: admin_costs::provision(&layout, 3)?,
         spool_scan: Vec::new(),
+        module_load: Vec::new(),
+        nscd_skipped: nscd.as_ref().err().cloned(),
         sizes: Vec::new(),
     };
+    eprintln!("pam-mfa-bench: loading each module in a C program");
+    results.module_load = load::measure(&layout, &module, opts.load_reps, ROUNDS)?;
     let mut sampler = Sampler::new()?;
     let mut fresh: [Freshness; 3] = Default::default();
     for &n in &opts.sizes {
@@ -371,6 +386,7 @@ pub fn run(opts: &Options) -> Result<(), String> {
             &population,
             &mut sampler,
             &mut fresh,
+            nscd.as_ref().ok(),
             populate_s,
         )?;
         results.sizes.push(size);
@@ -395,6 +411,7 @@ fn measure_size(
     population: &Population,
     sampler: &mut Sampler,
     fresh: &mut [Freshness; 3],
+    nscd: Option<&nscd::Installed>,
     populate_s: f64,
 ) -> Result<SizeResult, String> {
     let layout = world.layout.clone();
@@ -464,6 +481,9 @@ fn measure_size(
         }
     }
     let cpu_parallelism = cpu_parallelism()?;
+    let nscd = nscd
+        .map(|d| with_nscd(world, d, &seed, sampler, &mut fresh[0], sample, floor_reps))
+        .transpose()?;
     let pairs: Vec<Pair> = pairs
         .iter()
         .zip(&right)
@@ -489,17 +509,63 @@ fn measure_size(
         populate_s,
         sample,
         floor,
-        nss: NssResult {
-            lookup: crate::stats::Summary::of_ns(&nss.lookup_ns),
-            root: crate::stats::Summary::of_ns(&nss.root_ns),
-            missing: nss.missing,
-        },
+        nss: NssResult::from_report(&nss),
+        nscd,
         modules,
         self_enrollment,
         migrate,
         breakdown,
         cpu_parallelism,
         load_average: (load_before, machine::load_average()),
+    })
+}
+
+/// pam_mfa's right-code scenario and the lookups alone, for `sample`
+/// users whose codes are fresh, with an nscd of the benchmark's own
+/// running. A first worker looks each user up once, which fills nscd's
+/// cache (a miss each); a second times the lookups again (hits); then the
+/// users authenticate, in rounds as in the scenario without nscd, with the
+/// disk floor (`floor_reps` per round) measured in the same rounds. The
+/// daemon is stopped and its mounts removed before this returns, also on
+/// failure.
+fn with_nscd(
+    world: &mut World,
+    nscd: &nscd::Installed,
+    seed: &Seed,
+    sampler: &mut Sampler,
+    fresh: &mut Freshness,
+    sample: usize,
+    floor_reps: usize,
+) -> Result<NscdResult, String> {
+    eprintln!("  pam_mfa with nscd, {sample} users");
+    let users = fresh.pick(sampler, sample);
+    let names: Vec<String> = users.iter().map(|&i| population::user_name(i)).collect();
+    let daemon = Daemon::start(nscd, &world.layout.nscd_log())?;
+    let fill: NssReport = run_task(
+        &Task::Nss {
+            users: names.clone(),
+        },
+        &[],
+    )?;
+    let hits: NssReport = run_task(&Task::Nss { users: names }, &[])?;
+    let slot = admin_costs::slot_size(&world.layout)?;
+    let mut floor_samples = floor::Samples::default();
+    let chunk = users.len().div_ceil(ROUNDS).max(1);
+    let mut runs = Vec::new();
+    for part in users.chunks(chunk) {
+        let task = pam_task(Module::PamMfa, Answer::Right, job_users(seed, part), false);
+        let run = world.scenario(&task, &[])?;
+        fresh.used(part, &run.report);
+        runs.push(run);
+        floor_samples.extend(floor::measure(&world.layout.floor_dir(), slot, floor_reps)?);
+        settle();
+    }
+    daemon.stop()?;
+    Ok(NscdResult {
+        fill: Summary::of_ns(&fill.lookup_ns),
+        nss: NssResult::from_report(&hits),
+        right: Scenario::from_runs(&runs),
+        floor: floor_samples.floor(slot),
     })
 }
 

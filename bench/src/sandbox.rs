@@ -15,12 +15,17 @@
 //! benchmark's files for the three names above, and for everything else to
 //! the host's `/etc`, which stays reachable through a bind mount of the
 //! directory (renames inside a directory do not disturb a mount of it).
+//!
+//! nscd's socket directory, if the host has one, becomes an empty tmpfs, so
+//! that a host nscd (which would know nothing of the benchmark's users)
+//! never answers the workers' lookups; the scenario with nscd runs its own
+//! daemon there (see `nscd.rs`).
 
 use std::fs::{self};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use nix::mount::{mount, MsFlags};
+use nix::mount::{mount, umount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use pam_mfa_e2e::namespace::{bind, io_context, private_dev};
 
@@ -58,6 +63,30 @@ fn private_etc(host_etc: &Path, own: &[(&str, &Path)]) -> Result<(), String> {
         symlink(target, &link).map_err(io_context("cannot create", &link))?;
     }
     Ok(())
+}
+
+/// Mounts an empty tmpfs (root's, mode 0755) on the existing directory
+/// `dir`, hiding what it holds until [`unmount`].
+///
+/// # Errors
+/// If the mount fails.
+pub fn private_tmpfs(dir: &Path) -> Result<(), String> {
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=0755"),
+    )
+    .map_err(|e| format!("cannot mount a tmpfs on {}: {e}", dir.display()))
+}
+
+/// Removes the mount on `dir`.
+///
+/// # Errors
+/// If it is busy or not a mount point.
+pub fn unmount(dir: &Path) -> Result<(), String> {
+    umount(dir).map_err(|e| format!("cannot unmount {}: {e}", dir.display()))
 }
 
 /// What to put where in the namespace.
@@ -100,5 +129,9 @@ pub fn enter(mounts: &Mounts<'_>) -> Result<(), String> {
             ("group", mounts.group),
         ],
     )?;
-    private_dev(mounts.dev_log)
+    private_dev(mounts.dev_log)?;
+    if let Some(dir) = crate::nscd::socket_dir() {
+        private_tmpfs(&dir)?;
+    }
+    Ok(())
 }
