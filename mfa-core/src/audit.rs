@@ -56,6 +56,9 @@ pub enum EventKind {
     UserUnlocked,
     /// A pending self-service enrollment was ignored.
     PendingIgnored,
+    /// Expired self-service enrollments of other users were removed from
+    /// the spool (one event per scan, however many).
+    PendingExpired,
     /// One slot of a record was unusable and the other was used.
     RecordSlotDiscarded,
     /// A record could not be read or written.
@@ -84,9 +87,9 @@ impl EventKind {
         use EventKind::{
             AuthDenied, AuthFailure, AuthLocked, AuthNoConversation, AuthReplay, AuthSkipped,
             AuthSuccess, AuthThrottled, ConfigFailure, Debug, DeviceEnrolled, DeviceRemoved,
-            InternalError, KeyCreated, KeyFailure, KeyRetired, KeyRotated, PendingIgnored,
-            RecordMigrated, RecordSlotDiscarded, RecoveryCodeUsed, RecoveryCodesRegenerated,
-            StoreFailure, UserReset, UserUnlocked,
+            InternalError, KeyCreated, KeyFailure, KeyRetired, KeyRotated, PendingExpired,
+            PendingIgnored, RecordMigrated, RecordSlotDiscarded, RecoveryCodeUsed,
+            RecoveryCodesRegenerated, StoreFailure, UserReset, UserUnlocked,
         };
         match self {
             AuthSuccess => "auth_success",
@@ -104,6 +107,7 @@ impl EventKind {
             UserReset => "user_reset",
             UserUnlocked => "user_unlocked",
             PendingIgnored => "pending_ignored",
+            PendingExpired => "pending_expired",
             RecordSlotDiscarded => "record_slot_discarded",
             StoreFailure => "store_failure",
             ConfigFailure => "config_failure",
@@ -122,9 +126,9 @@ impl EventKind {
         use EventKind::{
             AuthDenied, AuthFailure, AuthLocked, AuthNoConversation, AuthReplay, AuthSkipped,
             AuthSuccess, AuthThrottled, ConfigFailure, Debug, DeviceEnrolled, DeviceRemoved,
-            InternalError, KeyCreated, KeyFailure, KeyRetired, KeyRotated, PendingIgnored,
-            RecordMigrated, RecordSlotDiscarded, RecoveryCodeUsed, RecoveryCodesRegenerated,
-            StoreFailure, UserReset, UserUnlocked,
+            InternalError, KeyCreated, KeyFailure, KeyRetired, KeyRotated, PendingExpired,
+            PendingIgnored, RecordMigrated, RecordSlotDiscarded, RecoveryCodeUsed,
+            RecoveryCodesRegenerated, StoreFailure, UserReset, UserUnlocked,
         };
         match self {
             AuthSuccess
@@ -139,6 +143,7 @@ impl EventKind {
             | KeyRotated
             | KeyRetired
             | RecordMigrated
+            | PendingExpired
             | Debug => Severity::Info,
             AuthFailure | AuthDenied | AuthNoConversation | AuthThrottled => Severity::Notice,
             AuthReplay | AuthLocked | PendingIgnored | ConfigFailure | KeyFailure

@@ -467,6 +467,11 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
                         .reason(format!("{}: {}", ignored.path.display(), ignored.reason));
                     self.events.push(e);
                 }
+                // Other users' files: one line for all of them, without a uid.
+                if let Some(summary) = search.expired.summary() {
+                    let e = self.event(EventKind::PendingExpired).reason(summary);
+                    self.events.push(e);
+                }
                 search.found
             }
             Err(err) => {

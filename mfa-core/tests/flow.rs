@@ -13,6 +13,7 @@ use mfa_core::config::{Config, NotConfigured};
 use mfa_core::flow::{
     self, Account, ConversationFailed, Directory, Host, Outcome, Prompter, Request, CODE_PROMPT,
 };
+use mfa_core::keys::MasterKey;
 use mfa_core::record::Record;
 use mfa_core::recovery::KdfParams;
 use mfa_core::totp::{base32_decode, code_at_step, time_step, TotpParams};
@@ -846,4 +847,213 @@ fn under_deny_a_first_device_waits_for_approval() {
     assert!(s.transcript[0].contains("approve"));
     assert!(path.exists());
     assert!(w.record().is_none());
+}
+
+// ---- What happens on disk while the user types is seen at the second read ----
+
+/// Answers the first prompt with `answer`, after running `meanwhile`: what
+/// other sessions or an administrator do while this user types.
+struct Typing<F: FnMut()> {
+    answer: Vec<u8>,
+    meanwhile: F,
+}
+
+impl<F: FnMut()> Prompter for Typing<F> {
+    fn prompt(&mut self, _prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationFailed> {
+        (self.meanwhile)();
+        Ok(Zeroizing::new(self.answer.clone()))
+    }
+    fn info(&mut self, _text: &str) -> Result<(), ConversationFailed> {
+        Ok(())
+    }
+    fn error(&mut self, _text: &str) -> Result<(), ConversationFailed> {
+        Ok(())
+    }
+}
+
+impl World {
+    fn login_while(
+        &self,
+        answer: &[u8],
+        now: u64,
+        meanwhile: impl FnMut(),
+    ) -> (Outcome, Vec<EventKind>) {
+        let mut typing = Typing {
+            answer: answer.to_vec(),
+            meanwhile,
+        };
+        let req = Request {
+            user: "alice",
+            service: "sshd",
+            rhost: None,
+            silent: false,
+        };
+        let report = flow::authenticate(
+            &self.host,
+            req,
+            Some(&mut typing),
+            &Users::new(&[]),
+            &FixedClock(now),
+        );
+        (
+            report.outcome,
+            report.events.iter().map(|e| e.kind).collect(),
+        )
+    }
+}
+
+#[test]
+fn two_logins_with_the_same_code_interleaved_at_the_prompt_let_exactly_one_in() {
+    let w = World::enrolled(|_| {});
+    let (outcome, events) = w.login_while(&code(NOW), NOW, || {
+        // The other session asks, gets the same code, and commits first.
+        let (outcome, _) = w.login("alice", &mut Script::answering(&[&code(NOW)]), NOW);
+        assert!(matches!(outcome, Outcome::Success), "{outcome:?}");
+    });
+    assert!(matches!(outcome, Outcome::WrongCode), "{outcome:?}");
+    assert_eq!(events, [EventKind::AuthReplay]);
+    let r = w.record().unwrap();
+    assert_eq!(r.failures, 1);
+    assert_eq!(r.devices[0].last_used_step, Some(time_step(NOW, 30)));
+}
+
+#[test]
+fn failures_of_other_sessions_while_typing_count_before_this_answer() {
+    let w = World::enrolled(|c| {
+        c.throttle.backoff_after = 100;
+        c.throttle.lockout_after = 3;
+    });
+    let (outcome, events) = w.login_while(&code(NOW), NOW, || {
+        for _ in 0..3 {
+            w.login("alice", &mut Script::answering(&[b"000000"]), NOW);
+        }
+    });
+    assert!(matches!(outcome, Outcome::Locked), "{outcome:?}");
+    assert_eq!(events, [EventKind::AuthLocked]);
+    assert_eq!(w.record().unwrap().failures, 3);
+}
+
+#[test]
+fn a_reset_while_typing_denies_the_login() {
+    let w = World::enrolled(|_| {});
+    let (outcome, events) = w.login_while(&code(NOW), NOW, || {
+        w.fixture.store().remove_user(UID).unwrap();
+    });
+    assert!(matches!(outcome, Outcome::Denied), "{outcome:?}");
+    assert_eq!(events, [EventKind::AuthDenied]);
+    assert!(w.record().is_none());
+}
+
+#[test]
+fn a_device_replaced_while_typing_is_the_one_the_answer_is_checked_against() {
+    let w = World::enrolled(|_| {});
+    let (outcome, _) = w.login_while(&code(NOW), NOW, || {
+        let mut r = w.record().unwrap();
+        r.devices[0].secret = Zeroizing::new(b"another secret, 20 b".to_vec());
+        w.save(&r);
+    });
+    assert!(matches!(outcome, Outcome::WrongCode), "{outcome:?}");
+    assert_eq!(w.record().unwrap().failures, 1);
+}
+
+#[test]
+fn a_record_migrated_to_a_key_this_login_does_not_hold_fails_closed() {
+    let w = World::enrolled(|_| {});
+    let (outcome, events) = w.login_while(&code(NOW), NOW, || {
+        // `mfa-enroll key rotate` and `key migrate` while the user types; this
+        // login loaded the key file before they ran.
+        let mut keys = MasterKey::load(&w.fixture.root().join("master.key"), trust()).unwrap();
+        keys.rotate(NOW).unwrap();
+        let store = w.fixture.store();
+        let mut user = store.open_user(UID, &keys).unwrap();
+        let record = user.record().unwrap().clone();
+        user.rewrite(&record, &keys).unwrap();
+    });
+    assert!(matches!(outcome, Outcome::StoreUnavailable), "{outcome:?}");
+    assert_eq!(events, [EventKind::StoreFailure]);
+}
+
+#[test]
+fn a_record_damaged_while_typing_is_refused() {
+    let w = World::enrolled(|_| {});
+    let path = w.fixture.record_path(UID);
+    let (outcome, events) = w.login_while(&code(NOW), NOW, || {
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[60] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+    });
+    assert!(matches!(outcome, Outcome::StoreUnavailable), "{outcome:?}");
+    assert_eq!(events, [EventKind::StoreFailure]);
+}
+
+#[test]
+fn nothing_changing_while_typing_lets_the_right_code_in() {
+    let w = World::enrolled(|_| {});
+    let (outcome, events) = w.login_while(&code(NOW), NOW, || {});
+    assert!(matches!(outcome, Outcome::Success), "{outcome:?}");
+    assert_eq!(events, [EventKind::AuthSuccess]);
+    assert_eq!(
+        w.record().unwrap().devices[0].last_used_step,
+        Some(time_step(NOW, 30))
+    );
+}
+
+#[test]
+fn a_login_removes_expired_requests_of_other_users_and_logs_them_in_one_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = World::enrolled(|_| {});
+    let dir = w.host.config.paths.spool_dir.clone();
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1733)).unwrap();
+    let planted: Vec<std::path::PathBuf> = (2000..2003)
+        .map(|uid| {
+            let sealed = mfa_core::pending::Pending {
+                created: NOW,
+                request: mfa_core::pending::Request::RecoveryCodes {
+                    recovery: cheap_codes().1,
+                },
+            }
+            .seal(&w.fixture.keys.enrollment_public_key(), uid)
+            .unwrap();
+            let path = mfa_core::pending::write_to_spool(&dir, uid, &sealed).unwrap();
+            nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(uid)), None).unwrap();
+            path
+        })
+        .collect();
+    // Two days after they were written (the default age limit is one day).
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2 * 86_400;
+    let mut s = Script::answering(&[&code(later)]);
+    let req = Request {
+        user: "alice",
+        service: "sshd",
+        rhost: None,
+        silent: false,
+    };
+    let report = flow::authenticate(
+        &w.host,
+        req,
+        Some(&mut s),
+        &Users::new(&[]),
+        &FixedClock(later),
+    );
+    assert!(
+        matches!(report.outcome, Outcome::Success),
+        "{:?}",
+        report.outcome
+    );
+    let kinds: Vec<EventKind> = report.events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventKind::PendingExpired, EventKind::AuthSuccess]);
+    let cleanup = &report.events[0];
+    // The files are other users'; the line does not pin them on this one.
+    assert_eq!(cleanup.uid, None);
+    let reason = cleanup.reason.as_deref().unwrap();
+    assert!(reason.starts_with("removed 3 expired requests"), "{reason}");
+    for path in &planted {
+        assert!(!path.exists());
+        assert!(reason.contains(&path.display().to_string()), "{reason}");
+    }
 }

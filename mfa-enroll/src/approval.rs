@@ -44,6 +44,9 @@ pub fn approve(config_path: &Path, target: &Target, out: &mut impl Write) -> Res
             &format!("Ignored {}: {}\n", ignored.path.display(), ignored.reason),
         )?;
     }
+    if let Some(summary) = search.expired.summary() {
+        log(&Event::new(EventKind::PendingExpired).reason(&summary));
+    }
     let Some(found) = search.found else {
         return Err(CliError::NothingPending { uid: who.uid });
     };

@@ -762,22 +762,23 @@ fn oversized_fifo_symlinked_and_world_writable_spool_files_are_ignored_and_logge
     assert_eq!(count_events(sb.syslog(), "device_enrolled", &[]), 0);
 
     expect_ignored(&sb, user.uid(), &oversized, "20000 bytes, more than 16384");
-    expect_ignored(&sb, user.uid(), &fifo, "not a regular file");
-    expect_ignored(&sb, user.uid(), &link, "symbolic link");
+    expect_ignored(&sb, user.uid(), &fifo, "not a regular file; removed");
+    expect_ignored(
+        &sb,
+        user.uid(),
+        &link,
+        "symbolic link (never followed); removed",
+    );
     expect_ignored(&sb, user.uid(), &writable, "writable by others");
-    // The user's own unusable files are cleared away; the link is left
-    // alone, and what it points to was never touched.
-    for gone in [&oversized, &fifo, &writable] {
+    // The user's own unusable entries are cleared away, the link too; what
+    // it points to was never touched.
+    for gone in [&oversized, &fifo, &link, &writable] {
         assert!(
             fs::symlink_metadata(gone).is_err(),
             "{} is removed",
             gone.display()
         );
     }
-    assert!(fs::symlink_metadata(&link)
-        .unwrap()
-        .file_type()
-        .is_symlink());
     assert_eq!(fs::read(&target).unwrap(), linked);
 }
 
@@ -851,6 +852,78 @@ fn stale_future_foreign_uid_and_foreign_host_enrollments_are_ignored_and_logged(
     t.assert_success()
         .assert_prompts(&[CODE_PROMPT, &new_device_prompt("control")]);
     assert_eq!(device_names(&sb, &user), ["default", "control"]);
+}
+
+#[test]
+fn expired_requests_of_every_user_are_removed_at_anyones_login_and_fresh_ones_kept() {
+    // The shortest request lifetime the config allows; the test waits it out.
+    let sb = host(&settings("skip", "[enrollment]\npending_max_age = 60\n"));
+    mfa_service(&sb);
+    let user = TestUser::create("ssesweeper");
+    let absent = TestUser::create("sseabsent");
+    let mallory = TestUser::create("sseplanter");
+    let key = host_public_key(&sb);
+
+    // A user who enrolls themselves and never logs in.
+    UserMfaEnroll::new(&sb, &absent).enroll(&["enroll"], "phone");
+    let abandoned = sb.spool_files(absent.uid());
+    assert_eq!(abandoned.len(), 1);
+    // Mallory plants a request under the user's prefix, and a link named
+    // like a request of hers to a file of the user's.
+    let (sealed, _) = sealed_device(&sb, &key, user.uid(), "planted", unix_now());
+    let planted = spool_path(&sb, user.uid());
+    write_as(&sb, &mallory, &planted, &sealed);
+    let target = user.home().join("precious");
+    write_as(&sb, &user, &target, b"the user's own file");
+    let link = spool_path(&sb, mallory.uid());
+    sb.run_as(
+        &mallory,
+        "ln",
+        &["-s", target.to_str().unwrap(), link.to_str().unwrap()],
+        b"",
+    )
+    .assert_success();
+    // And a file whose name is no request's.
+    let notes = sb.spool_dir().join("notes");
+    write_as(&sb, &mallory, &notes, b"not a request");
+    let expired_at = unix_now() + 62;
+
+    std::thread::sleep(Duration::from_secs(expired_at.saturating_sub(unix_now())));
+    // A request made now is fresh.
+    let (sealed, _) = sealed_device(&sb, &key, mallory.uid(), "fresh", unix_now());
+    let fresh = spool_path(&sb, mallory.uid());
+    write_as(&sb, &mallory, &fresh, &sealed);
+
+    // Any login does the cleaning: here the user's, who has nothing pending
+    // and no device, under skip.
+    let t = sb.converse(
+        Converse::new("mfa", user.name())
+            .ops(&[Op::Authenticate, Op::AcctMgmt])
+            .answer_with(|_| None),
+    );
+    t.assert_success().assert_prompts(&[]);
+    let removed = [&abandoned[0], &planted, &link];
+    for gone in removed {
+        assert!(
+            fs::symlink_metadata(gone).is_err(),
+            "{} is removed",
+            gone.display()
+        );
+    }
+    for kept in [&fresh, &notes] {
+        assert!(kept.exists(), "{} is kept", kept.display());
+    }
+    assert_eq!(fs::read(&target).unwrap(), b"the user's own file");
+    // One line for all of them, not pinned on the user's uid.
+    let cleanup = expect_event(sb.syslog(), "pending_expired", &[("user", user.name())]);
+    let reason = field(&cleanup.message, "reason").expect("a reason");
+    assert!(reason.starts_with("removed 3 expired requests"), "{reason}");
+    for gone in removed {
+        assert!(reason.contains(&gone.display().to_string()), "{reason}");
+    }
+    assert!(field(&cleanup.message, "uid").is_none(), "{cleanup}");
+    assert_eq!(count_events(sb.syslog(), "pending_expired", &[]), 1);
+    assert_eq!(count_events(sb.syslog(), "pending_ignored", &[]), 0);
 }
 
 #[test]
