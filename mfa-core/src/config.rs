@@ -7,6 +7,13 @@
 //! where it came from, the line and column, and the dotted key: an unknown
 //! key, a bad enum value or an out-of-range number is never ignored or
 //! clamped, because a typo in a security policy must not quietly weaken it.
+//!
+//! The module reads the file at every login. A file written the plain way,
+//! as the annotated default is, goes through a small one-pass reader
+//! (`plain`); any other file, and any file with a mistake in it, through the
+//! full TOML parser (`basic_toml`), which also explains every mistake. Both
+//! give a value to the same deserializer per key, and module arguments go
+//! through them too.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +24,8 @@ use serde::Deserialize;
 
 use crate::fsutil::{self, Access, FileError, FileTrust};
 use crate::totp::Algorithm;
+
+mod plain;
 
 /// Where the shells look for the configuration unless `config=` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/security/pam_mfa.toml";
@@ -53,13 +62,15 @@ impl NotConfigured {
 
 impl<'de> Deserialize<'de> for NotConfigured {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(Words(&[
-            ("skip", NotConfigured::Skip),
-            ("configure", NotConfigured::Configure),
-            ("deny", NotConfigured::Deny),
-        ]))
+        d.deserialize_str(NOT_CONFIGURED_WORDS)
     }
 }
+
+const NOT_CONFIGURED_WORDS: Words<NotConfigured> = Words(&[
+    ("skip", NotConfigured::Skip),
+    ("configure", NotConfigured::Configure),
+    ("deny", NotConfigured::Deny),
+]);
 
 impl fmt::Display for NotConfigured {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -327,7 +338,6 @@ pub struct Config {
     /// `[paths]`.
     pub paths: Paths,
     /// `[service.NAME]` tables, by PAM service name.
-    #[serde(deserialize_with = "service_tables")]
     pub service: BTreeMap<String, ServiceOverride>,
 }
 
@@ -508,39 +518,32 @@ impl Config {
         origin: &str,
         overrides: &[(String, String)],
     ) -> Result<Config, ConfigError> {
-        // Deserialize the text itself first: only then do errors carry spans.
-        let mut config: Config = toml::from_str(text).map_err(|e| text_error(text, origin, &e))?;
-        let mut overridden = Vec::with_capacity(overrides.len());
-        if !overrides.is_empty() {
-            let mut table: toml::Table =
-                toml::from_str(text).map_err(|e| text_error(text, origin, &e))?;
-            for (name, raw) in overrides {
-                let setting = resolve_arg_key(name, OVERLAY_KEYS)?;
-                let key = setting.dotted();
-                if overridden.contains(&key) {
-                    return Err(ConfigError::args(
-                        Some(key),
-                        "given more than once; keep one".to_owned(),
-                    ));
-                }
-                let value = override_value(setting, raw)?;
-                let section = table
-                    .entry(setting.section)
-                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-                let toml::Value::Table(section) = section else {
-                    // Unreachable after the text deserialized, but never panic on config.
-                    return Err(ConfigError::invalid(
-                        origin,
-                        Some(setting.section.to_owned()),
-                        "must be a table".to_owned(),
-                    ));
-                };
-                section.insert(setting.leaf.to_owned(), value);
-                overridden.push(key);
+        let mut config = match plain::read(text) {
+            Some(config) => {
+                debug_assert_eq!(
+                    Self::read_toml(text, origin).ok().as_ref(),
+                    Some(&config),
+                    "the plain reader and the TOML reader disagree about {text:?}"
+                );
+                config
             }
-            config = toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::args(None, clean_message(&e)))?;
+            None => Self::read_toml(text, origin)?,
+        };
+        config.check_service_names(text, origin)?;
+        // The overrides go onto the typed configuration, each checked by the
+        // same deserializer as the key in the file.
+        let mut overridden = Vec::with_capacity(overrides.len());
+        for (name, raw) in overrides {
+            let setting = resolve_arg_key(name, OVERLAY_KEYS)?;
+            let key = setting.dotted();
+            if overridden.contains(&key) {
+                return Err(ConfigError::args(
+                    Some(key),
+                    "given more than once; keep one".to_owned(),
+                ));
+            }
+            setting.apply(&mut config, raw)?;
+            overridden.push(key);
         }
         config.check_consistency().map_err(|problem| {
             if let Some(key) = problem
@@ -551,7 +554,9 @@ impl Config {
                 return ConfigError::args(Some((*key).to_owned()), problem.message);
             }
             let key = problem.keys[0];
-            let (line, column) = locate_key(text, key).unzip();
+            let (line, column) = locate_key(text, key)
+                .map(|found| (found.line, found.column))
+                .unzip();
             ConfigError::Invalid {
                 origin: origin.to_owned(),
                 line,
@@ -561,6 +566,23 @@ impl Config {
             }
         })?;
         Ok(config)
+    }
+
+    /// Reads `text` with the full TOML reader: the one that explains what is
+    /// wrong. Everything but the names of services is checked.
+    fn read_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let code = without_comments(text).map_err(|(offset, message)| {
+            let (line, column) = position(text, offset);
+            ConfigError::Invalid {
+                origin: origin.to_owned(),
+                line: Some(line),
+                column: Some(column),
+                // No setting has a key this long; it would only flood the log.
+                key: key_at(text, offset).filter(|key| key.len() <= 128),
+                message: format!("TOML syntax error: {message}"),
+            }
+        })?;
+        basic_toml::from_str(&code).map_err(|e| text_error(text, &code, origin, &e))
     }
 
     /// The policy for `service`: its `[service.NAME]` table over `[policy]`.
@@ -658,6 +680,27 @@ impl Config {
             }
         }
         lines
+    }
+
+    /// Refuses a `[service.NAME]` whose NAME no PAM service can have. Checked
+    /// after the text is read, where the key is found again in the text.
+    fn check_service_names(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let Some(name) = self.service.keys().find(|name| !is_service_name(name)) else {
+            return Ok(());
+        };
+        let key = format!("service.{name}");
+        let (line, column) = locate_key(text, &key)
+            .map(|found| (found.line, found.column))
+            .unzip();
+        Err(ConfigError::Invalid {
+            origin: origin.to_owned(),
+            line,
+            column,
+            key: Some(key),
+            message: format!(
+                "`{name}` is not a PAM service name; use 1 to 64 of A-Z a-z 0-9 _ . -"
+            ),
+        })
     }
 
     /// Rules that span several keys, checked after the overlay.
@@ -771,13 +814,15 @@ pub fn parse_module_args(args: &[&str]) -> Result<ModuleArgs, ConfigError> {
                 "given more than once; keep one".to_owned(),
             ));
         }
-        override_value(setting, value)?;
+        // Checked now, so that a bad value is refused as an argument before
+        // any file is read.
+        setting.apply(&mut Config::default(), value)?;
         parsed.overrides.push((key, value.to_owned()));
     }
     Ok(parsed)
 }
 
-/// How a module-argument value is typed before it joins the TOML table.
+/// How a module-argument value is typed: as the same key's value in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Integer,
@@ -816,34 +861,135 @@ impl Setting {
     fn dotted(self) -> String {
         format!("{}.{}", self.section, self.leaf)
     }
+
+    /// Sets this key of `config` to the module-argument value `raw`, typed
+    /// by [`Kind`] as the same key's value in the file would be.
+    fn apply(self, config: &mut Config, raw: &str) -> Result<(), ConfigError> {
+        let value = match self.kind {
+            Kind::Integer => SettingValue::Integer(raw.parse().map_err(|_| {
+                ConfigError::args(
+                    Some(self.dotted()),
+                    format!("`{raw}` is not a whole number"),
+                )
+            })?),
+            Kind::Text => SettingValue::Text(raw),
+            Kind::List => SettingValue::List(raw.split(',').collect()),
+        };
+        self.set(config, value)
+            .map_err(|e| ConfigError::args(Some(self.dotted()), clean_message(&e.to_string())))
+    }
 }
 
-/// Every key module arguments may set: all of them except `[service.NAME]`.
-const OVERLAY_KEYS: &[Setting] = &[
-    Setting::new("policy", "not_configured", Kind::Text),
-    Setting::new("policy", "remember_seconds", Kind::Integer),
-    Setting::new("totp", "algorithm", Kind::Text),
-    Setting::new("totp", "digits", Kind::Integer),
-    Setting::new("totp", "period", Kind::Integer),
-    Setting::new("totp", "window", Kind::Integer),
-    Setting::new("totp", "issuer", Kind::Text),
-    Setting::new("recovery", "count", Kind::Integer),
-    Setting::new("recovery", "length", Kind::Integer),
-    Setting::new("throttle", "backoff_after", Kind::Integer),
-    Setting::new("throttle", "backoff_seconds", Kind::Integer),
-    Setting::new("throttle", "backoff_max_seconds", Kind::Integer),
-    Setting::new("throttle", "lockout_after", Kind::Integer),
-    Setting::new("throttle", "fail_delay_ms", Kind::Integer),
-    Setting::new("enrollment", "qr", Kind::Text),
-    Setting::new("enrollment", "pending_max_age", Kind::Integer),
-    Setting::new("groups", "require", Kind::List),
-    Setting::new("groups", "require_policy", Kind::Text),
-    Setting::new("groups", "exempt", Kind::List),
-    Setting::new("paths", "state_dir", Kind::Text),
-    Setting::new("paths", "key_file", Kind::Text),
-    Setting::new("paths", "enroll_public_key", Kind::Text),
-    Setting::new("paths", "spool_dir", Kind::Text),
-];
+/// Declares the keys module arguments may set, as `section.leaf: Kind`, and
+/// how [`Setting::set`] sets each: one list, so the two cannot diverge.
+macro_rules! overlay_keys {
+    ($($section:ident . $leaf:ident : $kind:ident,)+) => {
+        /// Every key module arguments may set: all of them except `[service.NAME]`.
+        const OVERLAY_KEYS: &[Setting] = &[
+            $(Setting::new(stringify!($section), stringify!($leaf), Kind::$kind),)+
+        ];
+
+        impl Setting {
+            /// Sets this key of `config` to `value`, deserialized as the key's
+            /// whole section would be, by the key's own deserializer: a
+            /// module argument obeys exactly the rules of the file, and gets
+            /// the same messages.
+            fn set(self, config: &mut Config, value: SettingValue<'_>) -> Result<(), de::value::Error> {
+                match (self.section, self.leaf) {
+                    $((stringify!($section), stringify!($leaf)) => {
+                        config.$section.$leaf = section_with(&config.$section, self.leaf, value)?.$leaf;
+                    })+
+                    _ => return Err(de::Error::custom("cannot be set by a module argument")),
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+overlay_keys! {
+    policy.not_configured: Text,
+    policy.remember_seconds: Integer,
+    totp.algorithm: Text,
+    totp.digits: Integer,
+    totp.period: Integer,
+    totp.window: Integer,
+    totp.issuer: Text,
+    recovery.count: Integer,
+    recovery.length: Integer,
+    throttle.backoff_after: Integer,
+    throttle.backoff_seconds: Integer,
+    throttle.backoff_max_seconds: Integer,
+    throttle.lockout_after: Integer,
+    throttle.fail_delay_ms: Integer,
+    enrollment.qr: Text,
+    enrollment.pending_max_age: Integer,
+    groups.require: List,
+    groups.require_policy: Text,
+    groups.exempt: List,
+    paths.state_dir: Text,
+    paths.key_file: Text,
+    paths.enroll_public_key: Text,
+    paths.spool_dir: Text,
+}
+
+/// The section `S` as a file setting only `leaf = value` in it would give
+/// it; `current` only names the section's type.
+fn section_with<'a, S: Deserialize<'a>>(
+    _current: &S,
+    leaf: &'a str,
+    value: SettingValue<'a>,
+) -> Result<S, de::value::Error> {
+    S::deserialize(de::value::MapDeserializer::new(std::iter::once((
+        leaf, value,
+    ))))
+}
+
+/// A value for one key: a module argument typed as the same key's value in
+/// the file would be, or a value of the file itself.
+#[derive(Debug, Clone)]
+enum SettingValue<'a> {
+    Integer(i64),
+    Text(&'a str),
+    /// An array of strings.
+    List(Vec<&'a str>),
+}
+
+impl<'de> Deserializer<'de> for SettingValue<'de> {
+    type Error = de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self {
+            SettingValue::Integer(n) => visitor.visit_i64(n),
+            SettingValue::Text(s) => visitor.visit_borrowed_str(s),
+            SettingValue::List(items) => {
+                let mut items = de::value::SeqDeserializer::new(items.into_iter());
+                let list = visitor.visit_seq(&mut items)?;
+                items.end()?;
+                Ok(list)
+            }
+        }
+    }
+
+    // As in the file, a value given is `Some`.
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_some(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+impl<'de> de::IntoDeserializer<'de, de::value::Error> for SettingValue<'de> {
+    type Deserializer = Self;
+
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
 
 /// Finds the setting a module-argument name refers to: `section.key`
 /// exactly, or a bare `key` that only one section has.
@@ -884,59 +1030,95 @@ fn resolve_arg_key(name: &str, vocabulary: &[Setting]) -> Result<Setting, Config
     }
 }
 
-/// Types a raw argument value for `setting` and checks it by deserializing a
-/// configuration holding only that setting, so that arguments obey exactly
-/// the rules of the file.
-fn override_value(setting: Setting, raw: &str) -> Result<toml::Value, ConfigError> {
-    let key = setting.dotted();
-    let value = match setting.kind {
-        Kind::Integer => toml::Value::Integer(raw.parse().map_err(|_| {
-            ConfigError::args(Some(key.clone()), format!("`{raw}` is not a whole number"))
-        })?),
-        Kind::Text => toml::Value::String(raw.to_owned()),
-        Kind::List => toml::Value::Array(
-            raw.split(',')
-                .map(|s| toml::Value::String(s.to_owned()))
-                .collect(),
-        ),
-    };
-    let mut section = toml::Table::new();
-    section.insert(setting.leaf.to_owned(), value.clone());
-    let mut table = toml::Table::new();
-    table.insert(setting.section.to_owned(), toml::Value::Table(section));
-    toml::Value::Table(table)
-        .try_into::<Config>()
-        .map_err(|e| ConfigError::args(Some(key), clean_message(&e)))?;
-    Ok(value)
-}
-
-/// Turns a toml error about `text` into one naming the line, column and key.
-fn text_error(text: &str, origin: &str, err: &toml::de::Error) -> ConfigError {
-    let mut message = clean_message(err);
-    // A document that is not even TOML gets said so; only then is the key a guess.
-    if toml::from_str::<toml::Table>(text).is_err() {
-        message = format!("TOML syntax error: {message}");
+/// Turns a `basic_toml` error about `code`, which is `text` without its
+/// comments, into one naming the line, column and key in `text`.
+fn text_error(text: &str, code: &str, origin: &str, err: &basic_toml::Error) -> ConfigError {
+    // The document is checked on its own first, without the settings, so
+    // that a text that is not even TOML says so (and is reported as such
+    // even where the settings found something wrong earlier in the file).
+    if let Err(syntax) = basic_toml::from_str::<de::IgnoredAny>(code) {
+        let (message, _, offset) = split_error(text, &syntax);
+        let (line, column) = offset.map(|o| position(text, o)).unzip();
+        return ConfigError::Invalid {
+            origin: origin.to_owned(),
+            line,
+            column,
+            key: offset.and_then(|o| key_at(text, o)),
+            message: format!("TOML syntax error: {message}"),
+        };
     }
-    let (line, column, key) = match err.span() {
-        Some(span) => {
-            let (line, column) = position(text, span.start);
-            (Some(line), Some(column), key_at(text, span.start))
-        }
-        None => (None, None, None),
-    };
+    let (message, context, offset) = split_error(text, err);
+    // A key the settings do not know is named only in the message.
+    let unknown = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name);
+    let key = match (context, unknown) {
+        (Some(context), Some(name)) => Some(format!("{context}.{name}")),
+        (context, name) => context.or_else(|| name.map(str::to_owned)),
+    }
+    .filter(|key| !key.is_empty());
+    // The parser knows where each value sits, but not where a key or a
+    // table header does: those it attributes to the last table header of the
+    // file. Find them in the text instead, and never point at a guess.
+    let found = key.as_deref().and_then(|k| locate_key(text, k));
+    let (line, column) = match found {
+        Some(found) if unknown.is_some() || found.header => Some((found.line, found.column)),
+        _ => offset
+            .filter(|&o| !is_table_header_at(text, o))
+            .map(|o| position(text, o)),
+    }
+    .unzip();
     ConfigError::Invalid {
         origin: origin.to_owned(),
         line,
         column,
         key,
-        message,
+        message: clean_message(&message),
     }
 }
 
+/// A `basic_toml` error taken apart: the message alone, the dotted key it
+/// names, and the byte offset in `text` it points at.
+fn split_error(text: &str, err: &basic_toml::Error) -> (String, Option<String>, Option<usize>) {
+    // Displayed as "MESSAGE[ for key `KEY`][ at line L column C]".
+    let mut shown = err.to_string();
+    let offset = err.line_col().map(|(line, column)| {
+        let suffix = format!(" at line {} column {}", line + 1, column + 1);
+        if shown.ends_with(&suffix) {
+            shown.truncate(shown.len() - suffix.len());
+        }
+        byte_offset(text, line, column)
+    });
+    let mut context = None;
+    if shown.ends_with('`') {
+        if let Some(at) = shown.rfind(" for key `") {
+            context = Some(shown[at + " for key `".len()..shown.len() - 1].to_owned());
+            shown.truncate(at);
+        }
+    }
+    (shown, context, offset)
+}
+
+/// The byte offset of 0-based `line` and byte `column` in `text`.
+fn byte_offset(text: &str, line: usize, column: usize) -> usize {
+    let start: usize = text.split('\n').take(line).map(|l| l.len() + 1).sum();
+    (start + column).min(text.len())
+}
+
+/// Whether byte `offset` of `text` is the `[` that opens a table header.
+fn is_table_header_at(text: &str, offset: usize) -> bool {
+    let Some(before) = text.get(..offset) else {
+        return false;
+    };
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].split('\n').next().unwrap_or_default();
+    before[line_start..].trim().is_empty() && header_name(line).is_some()
+}
+
 /// The error message on one line, in the words of a config file.
-fn clean_message(err: &toml::de::Error) -> String {
-    let joined = err
-        .message()
+fn clean_message(message: &str) -> String {
+    let joined = message
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -948,6 +1130,133 @@ fn clean_message(err: &toml::de::Error) -> String {
     } else {
         replaced
     }
+}
+
+/// The deepest nesting of tables, arrays and dotted keys read. The parser
+/// recurses once per level: unbounded, a 64 KiB file could overflow the
+/// stack of the process that loaded the module, which would abort it rather
+/// than refuse the file. Valid settings nest three deep.
+const MAX_NESTING: usize = 32;
+
+/// `text` with every comment cut out (from `#` to the end of its line, so
+/// that everything else keeps its line and column), for the TOML parser:
+/// it reads comments a character at a time, and they are most of a file.
+///
+/// Refuses, with the byte offset and what is wrong, what the parser then
+/// could not: a control character other than tab in a comment, and nesting
+/// of tables, arrays and dotted keys more than [`MAX_NESTING`] deep. The
+/// depth is counted over-generously (a dot in a number counts too) but
+/// never less than the parser will recurse. Strings are skipped exactly as
+/// TOML reads them, so that a `#` in a string is never taken for a comment.
+fn without_comments(text: &str) -> Result<String, (usize, String)> {
+    let b = text.as_bytes();
+    let mut code = String::with_capacity(text.len());
+    // Where the text not yet copied to `code` starts.
+    let mut kept = 0;
+    // The depth at each open `[` or `{` of a value, to return to at its close.
+    let mut open = [0usize; MAX_NESTING + 1];
+    let mut opened = 0;
+    // The depth here, and the depth a key-value line starts at: the number
+    // of parts of the table header above it.
+    let mut depth = 0;
+    let mut base = 0;
+    let mut in_header = false;
+    let mut line_start = true;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        i += 1;
+        match c {
+            b'\n' => {
+                if opened == 0 {
+                    depth = base;
+                }
+                line_start = true;
+                continue;
+            }
+            b' ' | b'\t' => continue,
+            b'\r' if b.get(i) == Some(&b'\n') => continue,
+            // A lone CR is no line break in TOML, not even before a comment.
+            b'\r' => return Err((i - 1, "unexpected character found: `\\r`".to_owned())),
+            b'#' => {
+                let mut end = b[i..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map_or(b.len(), |n| i + n);
+                // Of a CRLF line break, the CR is cut out with the comment.
+                if end < b.len() && b[end - 1] == b'\r' {
+                    end -= 1;
+                }
+                let control = b[i..end]
+                    .iter()
+                    .position(|&c| (c < 0x20 && c != b'\t') || c == 0x7f);
+                if let Some(at) = control {
+                    let found = char::from(b[i + at]).escape_default();
+                    return Err((i + at, format!("control character `{found}` in a comment")));
+                }
+                code.push_str(&text[kept..i - 1]);
+                kept = end;
+                i = end;
+            }
+            b'"' | b'\'' => i = string_end(b, i - 1),
+            b'[' if opened == 0 && line_start => {
+                in_header = true;
+                depth = 1;
+                if b.get(i) == Some(&b'[') {
+                    i += 1;
+                }
+            }
+            b'[' | b'{' => {
+                open[opened] = depth;
+                opened += 1;
+                depth += 1;
+            }
+            b']' if in_header && opened == 0 => {
+                in_header = false;
+                base = depth;
+            }
+            b']' | b'}' if opened > 0 => {
+                opened -= 1;
+                depth = open[opened];
+            }
+            b',' if opened > 0 => depth = open[opened - 1] + 1,
+            b'.' => depth += 1,
+            _ => {}
+        }
+        line_start = false;
+        if depth > MAX_NESTING || opened == MAX_NESTING {
+            return Err((
+                i - 1,
+                format!("tables, arrays and dotted keys nested more than {MAX_NESTING} deep; no setting needs more than 3"),
+            ));
+        }
+    }
+    code.push_str(&text[kept..]);
+    Ok(code)
+}
+
+/// The index just past the TOML string that opens at `b[start]` (a `"` or
+/// `'`, single or tripled), or the end of its line if it is unterminated on
+/// one line, or of the text.
+fn string_end(b: &[u8], start: usize) -> usize {
+    let quote = b[start];
+    let escapes = quote == b'"';
+    let multi_line = b[start..].starts_with(&[quote; 3]);
+    let mut i = start + if multi_line { 3 } else { 1 };
+    while i < b.len() {
+        match b[i] {
+            b'\\' if escapes => i += 2,
+            b'\n' if !multi_line => return i,
+            c if c == quote && !multi_line => return i + 1,
+            c if c == quote && b[i..].starts_with(&[quote; 3]) => {
+                // Up to two quotes of the content may touch the closing three.
+                let run = b[i..].iter().take_while(|&&c| c == quote).count();
+                return i + run.min(5);
+            }
+            _ => i += 1,
+        }
+    }
+    b.len()
 }
 
 /// The 1-based line and column (in characters) of byte `offset` in `text`.
@@ -988,11 +1297,39 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     }
 }
 
-/// The 1-based line and column of the assignment to dotted `key` in `text`.
-fn locate_key(text: &str, key: &str) -> Option<(usize, usize)> {
+/// Where a key is written in the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Found {
+    /// 1-based.
+    line: usize,
+    /// 1-based, in characters: where the key starts.
+    column: usize,
+    /// In a table header rather than an assignment.
+    header: bool,
+}
+
+/// The first place `text` writes dotted `key`, or a key inside it: a table
+/// header or an assignment. Not found inside inline tables.
+fn locate_key(text: &str, key: &str) -> Option<Found> {
+    let names = |written: &str| {
+        written
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    };
     let mut section: Option<String> = None;
     for (i, line) in text.split('\n').enumerate() {
+        let indent = line.chars().take_while(|c| c.is_whitespace()).count();
         if let Some(header) = header_name(line) {
+            if names(&header) {
+                let brackets = line.trim_start().chars().take_while(|&c| c == '[').count();
+                let inner = line.trim_start()[brackets..].chars();
+                let space = inner.take_while(|c| c.is_whitespace()).count();
+                return Some(Found {
+                    line: i + 1,
+                    column: indent + brackets + space + 1,
+                    header: true,
+                });
+            }
             section = Some(header);
             continue;
         }
@@ -1003,9 +1340,12 @@ fn locate_key(text: &str, key: &str) -> Option<(usize, usize)> {
             Some(s) => format!("{s}.{leaf}"),
             None => leaf,
         };
-        if full == key {
-            let indent = line.chars().take_while(|c| c.is_whitespace()).count();
-            return Some((i + 1, indent + 1));
+        if names(&full) {
+            return Some(Found {
+                line: i + 1,
+                column: indent + 1,
+                header: false,
+            });
         }
     }
     None
@@ -1082,10 +1422,12 @@ fn dotted_key(raw: &str) -> Option<String> {
     Some(parts.join("."))
 }
 
-// Field deserializers. Each checks its value while toml still knows where
-// the value sits in the file, so the error carries the line and column.
+// Field deserializers. Each checks its value inside the visitor, while the
+// parser still knows where the value sits in the file, so that the error
+// carries the line and column.
 
 /// One of a fixed set of words, compared exactly (case matters).
+#[derive(Clone, Copy)]
 struct Words<T: 'static>(&'static [(&'static str, T)]);
 
 impl<T: Copy> Words<T> {
@@ -1191,91 +1533,109 @@ fn digits<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
     d.deserialize_u64(Digits)
 }
 
+/// A string checked by `check` as it is read: a refusal then carries the
+/// position of the value (a check after reading would come too late for it).
+struct CheckedStr<T>(fn(&str) -> Result<T, String>);
+
+impl<T> Visitor<'_> for CheckedStr<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        (self.0)(v).map_err(E::custom)
+    }
+}
+
 fn issuer<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let s = String::deserialize(d)?;
-    if s.chars().count() > 64 {
-        return Err(de::Error::custom(
-            "longer than 64 characters; authenticator apps cut it off, shorten it",
-        ));
+    d.deserialize_str(CheckedStr(|s| {
+        if s.chars().count() > 64 {
+            return Err(
+                "longer than 64 characters; authenticator apps cut it off, shorten it".to_owned(),
+            );
+        }
+        // The otpauth label is `issuer:account`; a colon would move the split.
+        if s.contains(':') {
+            return Err(
+                "must not contain `:`, which separates issuer and account in the app".to_owned(),
+            );
+        }
+        if s.chars().any(char::is_control) {
+            return Err("must not contain control characters".to_owned());
+        }
+        Ok(s.to_owned())
+    }))
+}
+
+/// One name in a group list.
+struct GroupName(String);
+
+impl<'de> Deserialize<'de> for GroupName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(CheckedStr(|g| {
+            if g.is_empty() {
+                return Err("contains an empty group name".to_owned());
+            }
+            // ',' separates groups in module arguments and ':' fields in /etc/group.
+            if g.contains(',') || g.contains(':') || g.chars().any(char::is_control) {
+                return Err(format!(
+                    "`{}` is not a group name; names cannot contain `,`, `:` or control characters",
+                    g.escape_debug()
+                ));
+            }
+            Ok(GroupName(g.to_owned()))
+        }))
     }
-    // The otpauth label is `issuer:account`; a colon would move the split.
-    if s.contains(':') {
-        return Err(de::Error::custom(
-            "must not contain `:`, which separates issuer and account in the app",
-        ));
-    }
-    if s.chars().any(char::is_control) {
-        return Err(de::Error::custom("must not contain control characters"));
-    }
-    Ok(s)
 }
 
 fn group_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    let groups = Vec::<String>::deserialize(d)?;
-    for g in &groups {
-        if g.is_empty() {
-            return Err(de::Error::custom("contains an empty group name"));
-        }
-        // ',' separates groups in module arguments and ':' fields in /etc/group.
-        if g.contains(',') || g.contains(':') || g.chars().any(char::is_control) {
-            return Err(de::Error::custom(format!(
-                "`{}` is not a group name; names cannot contain `,`, `:` or control characters",
-                g.escape_debug()
-            )));
-        }
-    }
-    Ok(groups)
+    let groups = Vec::<GroupName>::deserialize(d)?;
+    Ok(groups.into_iter().map(|g| g.0).collect())
 }
 
 fn require_policy<'de, D: Deserializer<'de>>(d: D) -> Result<NotConfigured, D::Error> {
-    match NotConfigured::deserialize(d)? {
-        NotConfigured::Skip => Err(de::Error::custom(
-            "\"skip\" would let required groups log in without MFA; use \"configure\" or \"deny\"",
-        )),
-        policy => Ok(policy),
+    struct RequirePolicy;
+    impl Visitor<'_> for RequirePolicy {
+        type Value = NotConfigured;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            NOT_CONFIGURED_WORDS.expecting(f)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<NotConfigured, E> {
+            match NOT_CONFIGURED_WORDS.visit_str(v)? {
+                NotConfigured::Skip => Err(E::custom(
+                    "\"skip\" would let required groups log in without MFA; use \"configure\" or \"deny\"",
+                )),
+                policy => Ok(policy),
+            }
+        }
     }
+    d.deserialize_str(RequirePolicy)
 }
 
 fn absolute_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
-    let s = String::deserialize(d)?;
-    // Relative paths would depend on the working directory of whatever
-    // program loaded the module.
-    if !s.starts_with('/') {
-        return Err(de::Error::custom(format!(
-            "`{s}` is not an absolute path; write it starting with /"
-        )));
-    }
-    if s.contains('\0') {
-        return Err(de::Error::custom("must not contain a NUL character"));
-    }
-    Ok(PathBuf::from(s))
-}
-
-/// A PAM service name as it may appear in `[service.NAME]`.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct ServiceName(String);
-
-impl<'de> Deserialize<'de> for ServiceName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        let valid = (1..=64).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if valid {
-            Ok(ServiceName(s))
-        } else {
-            Err(de::Error::custom(format!(
-                "`{s}` is not a PAM service name; use 1 to 64 of A-Z a-z 0-9 _ . -"
-            )))
+    d.deserialize_str(CheckedStr(|s| {
+        // Relative paths would depend on the working directory of whatever
+        // program loaded the module.
+        if !s.starts_with('/') {
+            return Err(format!(
+                "`{s}` is not an absolute path; write it starting with /"
+            ));
         }
-    }
+        if s.contains('\0') {
+            return Err("must not contain a NUL character".to_owned());
+        }
+        Ok(PathBuf::from(s))
+    }))
 }
 
-fn service_tables<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, ServiceOverride>, D::Error> {
-    let tables = BTreeMap::<ServiceName, ServiceOverride>::deserialize(d)?;
-    Ok(tables.into_iter().map(|(k, v)| (k.0, v)).collect())
+/// Whether `name` can be a PAM service name, as in `[service.NAME]`.
+fn is_service_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 #[cfg(test)]
@@ -1328,7 +1688,8 @@ mod tests {
         assert_eq!(key_at(text, element).as_deref(), Some("a.b.c.k"));
         let arr = text.find("arr").unwrap();
         assert_eq!(key_at(text, arr).as_deref(), Some("arr"));
-        assert_eq!(locate_key(text, "a.b.c.k"), Some((4, 1)));
+        let found = locate_key(text, "a.b.c.k").unwrap();
+        assert_eq!((found.line, found.column, found.header), (4, 1, false));
         assert_eq!(locate_key(text, "a.b.c.x"), None);
     }
 

@@ -1,5 +1,6 @@
 //! The configuration file and module arguments: every key, every refusal.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use mfa_core::config::{
 };
 use mfa_core::fsutil::{FileProblem, FileTrust};
 use mfa_core::totp::Algorithm;
+use serde::de::IgnoredAny;
 
 const SHIPPED: &str = include_str!("../../config/pam_mfa.toml");
 
@@ -72,11 +74,14 @@ fn a_file_of_only_comments_and_empty_sections_is_the_default() {
 }
 
 #[test]
+// Only the keys are wanted, so the values are read as nothing.
+#[allow(clippy::zero_sized_map_values)]
 fn the_shipped_file_sets_every_key_explicitly() {
-    let table: toml::Table = toml::from_str(SHIPPED).unwrap();
+    let table: BTreeMap<String, BTreeMap<String, IgnoredAny>> =
+        basic_toml::from_str(SHIPPED).unwrap();
     let mut keys = Vec::new();
     for (section, value) in &table {
-        for key in value.as_table().unwrap().keys() {
+        for key in value.keys() {
             keys.push(format!("{section}.{key}"));
         }
     }
@@ -247,6 +252,34 @@ fn dotted_keys_at_the_top_level_parse_like_sections() {
     let c = parse("totp.window = 3\npolicy.not_configured = \"deny\"\n").unwrap();
     assert_eq!(c.totp.window, 3);
     assert_eq!(c.policy.not_configured, NotConfigured::Deny);
+}
+
+#[test]
+fn every_way_toml_writes_a_value_or_a_table_is_read() {
+    let text = r#"policy = { not_configured = "deny" }
+[totp]
+"window" = 0x2
+period = 6_0
+issuer = "Corp \u00e9"
+[paths]
+state_dir = '''/srv/mfa/users'''
+key_file = """
+/srv/mfa/master.key"""
+[service]
+sshd = { not_configured = "configure" }
+sudo.remember_seconds = 300
+"#;
+    let c = parse(text).unwrap();
+    assert_eq!(c.policy.not_configured, NotConfigured::Deny);
+    assert_eq!((c.totp.window, c.totp.period), (2, 60));
+    assert_eq!(c.totp.issuer, "Corp \u{e9}");
+    assert_eq!(c.paths.state_dir, Path::new("/srv/mfa/users"));
+    assert_eq!(c.paths.key_file, Path::new("/srv/mfa/master.key"));
+    assert_eq!(
+        c.service_policy("sshd").not_configured,
+        NotConfigured::Configure
+    );
+    assert_eq!(c.service_policy("sudo").remember_seconds, 300);
 }
 
 #[test]
@@ -451,6 +484,39 @@ fn a_broken_header_gives_the_line() {
     let err = parse_err("# policy\n[policy\nnot_configured = \"deny\"\n");
     assert_eq!(err.line(), Some(2));
     assert!(err.to_string().starts_with("test.toml:2:"), "{err}");
+}
+
+#[test]
+fn deep_nesting_is_refused_without_exhausting_the_stack() {
+    for text in [
+        format!("a = {}", "[".repeat(60_000)),
+        format!("a = {}{}", "[".repeat(30_000), "]".repeat(30_000)),
+        format!("a = {}", "{ b = ".repeat(10_000)),
+        format!("{} = 1", vec!["a"; 30_000].join(".")),
+        format!("[{}]", vec!["a"; 30_000].join(".")),
+    ] {
+        let err = parse_err(&text);
+        assert_eq!(err.line(), Some(1));
+        assert!(
+            err.to_string().starts_with("test.toml:1:")
+                && err.to_string().contains(
+                    ": TOML syntax error: tables, arrays and dotted keys nested more than"
+                ),
+            "{err}"
+        );
+    }
+    let c = parse("service = { sshd = { not_configured = \"deny\" } }\n").unwrap();
+    assert_eq!(c.service_policy("sshd").not_configured, NotConfigured::Deny);
+}
+
+#[test]
+fn a_control_character_in_a_comment_is_refused() {
+    for control in ['\u{0}', '\u{1}', '\r', '\u{7f}'] {
+        let err = parse_err(&format!("[totp]\n# a {control} b\nwindow = 2\n"));
+        assert_eq!(err.line(), Some(2), "{err}");
+        assert!(err.to_string().contains("TOML syntax error"), "{err}");
+    }
+    assert!(parse("[totp]\n# a \t tab\nwindow = 2\n").is_ok());
 }
 
 #[test]
