@@ -49,6 +49,36 @@ fn the_module_exports_every_pam_entry_point() {
     assert!(missing.is_empty(), "not exported: {missing:?}");
 }
 
+/// sshd and sudo load the module afresh for every login, so every library
+/// it needs that they do not load themselves is loaded and relocated at
+/// every login: the module must need only libpam and the C library (the
+/// unwinder is linked in, see `pam_mfa/build.rs` and `docs/benchmarks.md`).
+#[test]
+fn the_module_needs_only_libpam_and_libc() {
+    let sb = fast_sandbox();
+    let out = std::process::Command::new("readelf")
+        .arg("--dynamic")
+        .arg(sb.pam_mfa_module())
+        .output()
+        .expect("run readelf (binutils)");
+    assert!(out.status.success(), "readelf failed: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let needed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| l.split('[').nth(1)?.strip_suffix(']'))
+        .collect();
+    let allowed = |lib: &&str| {
+        lib.starts_with("libpam.so.") || lib.starts_with("libc.so.") || lib.starts_with("ld-linux")
+    };
+    assert!(needed.iter().any(|l| l.starts_with("libpam.so.")), "{text}");
+    let extra: Vec<&&str> = needed.iter().filter(|l| !allowed(l)).collect();
+    assert!(
+        extra.is_empty(),
+        "the module needs {extra:?} as well\n{text}"
+    );
+}
+
 fn dlerror() -> String {
     // SAFETY: dlerror returns NULL or a NUL-terminated message owned by libc.
     let message = unsafe { libc::dlerror() };
