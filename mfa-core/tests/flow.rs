@@ -11,7 +11,8 @@ use mfa_core::audit::EventKind;
 use mfa_core::clock::FixedClock;
 use mfa_core::config::{Config, NotConfigured};
 use mfa_core::flow::{
-    self, Account, ConversationFailed, Directory, Host, Outcome, Prompter, Request, CODE_PROMPT,
+    self, Account, ConversationFailed, Directory, Host, Outcome, Prompter, Report, Request,
+    CODE_PROMPT,
 };
 use mfa_core::keys::MasterKey;
 use mfa_core::record::Record;
@@ -144,18 +145,33 @@ impl World {
         now: u64,
         silent: bool,
     ) -> (Outcome, Vec<EventKind>) {
+        outcome_and_kinds(self.report_with(user, service, script, users, now, silent))
+    }
+
+    fn report_with<P: Prompter>(
+        &self,
+        user: &str,
+        service: &str,
+        prompter: Option<&mut P>,
+        users: &Users,
+        now: u64,
+        silent: bool,
+    ) -> Report {
         let req = Request {
             user,
             service,
             rhost: Some("192.0.2.9"),
             silent,
         };
-        let report = flow::authenticate(&self.host, req, script, users, &FixedClock(now));
-        (
-            report.outcome,
-            report.events.iter().map(|e| e.kind).collect(),
-        )
+        flow::authenticate(&self.host, req, prompter, users, &FixedClock(now))
     }
+}
+
+fn outcome_and_kinds(report: Report) -> (Outcome, Vec<EventKind>) {
+    (
+        report.outcome,
+        report.events.iter().map(|e| e.kind).collect(),
+    )
 }
 
 fn code(now: u64) -> Vec<u8> {
@@ -882,23 +898,14 @@ impl World {
             answer: answer.to_vec(),
             meanwhile,
         };
-        let req = Request {
-            user: "alice",
-            service: "sshd",
-            rhost: None,
-            silent: false,
-        };
-        let report = flow::authenticate(
-            &self.host,
-            req,
+        outcome_and_kinds(self.report_with(
+            "alice",
+            "sshd",
             Some(&mut typing),
             &Users::new(&[]),
-            &FixedClock(now),
-        );
-        (
-            report.outcome,
-            report.events.iter().map(|e| e.kind).collect(),
-        )
+            now,
+            false,
+        ))
     }
 }
 
@@ -1027,18 +1034,13 @@ fn a_login_removes_expired_requests_of_other_users_and_logs_them_in_one_line() {
         .as_secs()
         + 2 * 86_400;
     let mut s = Script::answering(&[&code(later)]);
-    let req = Request {
-        user: "alice",
-        service: "sshd",
-        rhost: None,
-        silent: false,
-    };
-    let report = flow::authenticate(
-        &w.host,
-        req,
+    let report = w.report_with(
+        "alice",
+        "sshd",
         Some(&mut s),
         &Users::new(&[]),
-        &FixedClock(later),
+        later,
+        false,
     );
     assert!(
         matches!(report.outcome, Outcome::Success),
