@@ -11,51 +11,16 @@
 //! end-to-end tests). Output is pinned by snapshot files under
 //! tests/snapshots/; `UPDATE_SNAPSHOTS=1 cargo test` rewrites them.
 
-use std::io::{BufReader, Read, Write};
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use common::{oathtool, set_mode, stderr, stdout, write, Host, UID, USER};
 use mfa_core::fsutil::FileTrust;
 use mfa_core::store::Store;
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_mfa-enroll");
-/// Debian's unprivileged account (base-passwd), the user of these tests.
-const USER: &str = "nobody";
-const UID: u32 = 65534;
-const CODE_PROMPT: &str = "Verification code from the app: ";
-
-/// Copies the binary to `dest` (0755) in a child process: a copy written by
-/// this process could still be open for writing in a child another test
-/// thread is forking, and running it would then fail with "Text file busy".
-fn install_binary(dest: &Path) {
-    let out = Command::new("install")
-        .args(["-m", "0755", BIN])
-        .arg(dest)
-        .output()
-        .expect("install (coreutils) runs");
-    assert!(out.status.success(), "{}", stderr(&out));
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    set_mode(path, 0o644);
-}
 
 /// A shipped example file from the workspace's `config/`.
 fn shipped(relative: &str) -> String {
@@ -65,56 +30,16 @@ fn shipped(relative: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The current code for a base32 secret, from oathtool.
-fn oathtool(secret: &str) -> String {
-    let out = Command::new("oathtool")
-        .args(["--totp", "-b", secret])
-        .output()
-        .expect("oathtool is installed (apt-get install oathtool)");
-    assert!(out.status.success(), "{}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// A host in a temporary directory users can reach: a root 0644 config
-/// pointing inside it, a key from `mfa-enroll key init`, a spool root
-/// 1733, a copy of the binary anyone may run, and under `system/` the
-/// files the namespace shows as `/etc/pam.d`, `/etc/ssh` and sudoers.
-struct Host {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    bin: PathBuf,
+/// A host with its spool, and under `system/` the files the namespace
+/// shows as `/etc/pam.d`, `/etc/ssh` and sudoers.
+fn host() -> Host {
+    let host = Host::new();
+    host.make_spool();
+    host.lay_out_system();
+    host
 }
 
 impl Host {
-    fn new() -> Self {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "these tests must run as root (CI does)"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        set_mode(dir.path(), 0o755);
-        let config = dir.path().join("pam_mfa.toml");
-        let d = dir.path().display();
-        write(
-            &config,
-            &format!(
-                "[paths]\n\
-                 state_dir = \"{d}/state/users\"\n\
-                 key_file = \"{d}/keys/master.key\"\n\
-                 enroll_public_key = \"{d}/keys/enroll.pub\"\n\
-                 spool_dir = \"{d}/spool\"\n"
-            ),
-        );
-        let bin = dir.path().join("mfa-enroll");
-        install_binary(&bin);
-        let host = Host { dir, config, bin };
-        host.ok(&["key", "init"]);
-        std::fs::create_dir(host.spool()).unwrap();
-        set_mode(&host.spool(), 0o1733);
-        host.lay_out_system();
-        host
-    }
-
     /// A Debian-like system with pam_mfa set up from the shipped examples:
     /// the shipped `pam.d/sshd` and `pam.d/sudo` over Debian's
     /// `common-auth`, Debian's `sshd_config` (which says
@@ -159,30 +84,6 @@ impl Host {
         self.dir.path().join("system")
     }
 
-    fn spool(&self) -> PathBuf {
-        self.dir.path().join("spool")
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state/users")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(&self.bin)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run mfa-enroll")
-    }
-
-    fn ok(&self, args: &[&str]) -> Output {
-        let out = self.run(args);
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
-        out
-    }
-
     /// `mfa-enroll ARGS` in a private mount namespace that sees `system/`
     /// as `/etc/pam.d`, `/etc/ssh`, `/etc/sudoers` and `/etc/sudoers.d`.
     fn in_system(&self, args: &[&str]) -> Output {
@@ -222,54 +123,14 @@ exec "$@""#;
         (out, json)
     }
 
-    fn spool_files(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.spool())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        files
-    }
-
     /// `nobody` runs `mfa-enroll enroll --device NAME` and types the app's
-    /// code: a pending self-service enrollment.
-    fn user_enrolls(&self, name: &str) -> String {
-        let mut child = Command::new("setpriv")
-            .args([
-                &format!("--reuid={UID}"),
-                &format!("--regid={UID}"),
-                "--clear-groups",
-                "--",
-            ])
-            .arg(&self.bin)
-            .arg("--config")
-            .arg(&self.config)
-            .args(["enroll", "--device", name])
-            .env_clear()
-            .env("USER", USER)
-            .current_dir("/")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("setpriv (util-linux) is installed");
-        let mut stdin = child.stdin.take().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut before = Vec::new();
-        let mut byte = [0u8; 1];
-        while !before.ends_with(CODE_PROMPT.as_bytes()) {
-            assert_eq!(out.read(&mut byte).unwrap(), 1, "no code prompt");
-            before.push(byte[0]);
-        }
-        let before = String::from_utf8(before).unwrap();
-        let secret = before
-            .split_once("secret=")
-            .and_then(|(_, rest)| rest.split('&').next())
-            .expect("a secret in the URI")
-            .to_owned();
-        writeln!(stdin, "{}", oathtool(&secret)).unwrap();
-        drop(stdin);
-        let done = child.wait_with_output().unwrap();
+    /// code: a pending self-service enrollment. Returns the secret.
+    fn user_enrolls_device(&self, name: &str) -> String {
+        let mut secret = String::new();
+        let (_, done) = self.user_enrolls(&["enroll", "--device", name], name, |s| {
+            s.clone_into(&mut secret);
+            oathtool(s)
+        });
         assert_eq!(done.status.code(), Some(0), "{}", stderr(&done));
         secret
     }
@@ -337,7 +198,7 @@ fn finding<'a>(json: &'a Value, area: &str) -> (&'a str, &'a str, &'a str) {
 
 #[test]
 fn approve_with_nothing_pending_exits_4() {
-    let host = Host::new();
+    let host = host();
     let args = ["approve", "--user", USER];
     let out = host.run(&args);
     snapshot(&host, "approve-nothing-pending", &args, &out);
@@ -347,8 +208,8 @@ fn approve_with_nothing_pending_exits_4() {
 
 #[test]
 fn approve_applies_a_users_pending_device_and_removes_the_request() {
-    let host = Host::new();
-    host.user_enrolls("phone");
+    let host = host();
+    host.user_enrolls_device("phone");
     assert_eq!(host.spool_files().len(), 1);
     let args = ["approve", "--uid", "65534"];
     let out = host.run(&args);
@@ -369,7 +230,7 @@ fn approve_applies_a_users_pending_device_and_removes_the_request() {
 
 #[test]
 fn approve_reports_an_unusable_request_and_exits_4() {
-    let host = Host::new();
+    let host = host();
     let junk = host.spool().join("65534.0123456789abcdef");
     std::fs::write(&junk, b"not sealed").unwrap();
     nix::unistd::chown(
@@ -401,7 +262,7 @@ fn approve_reports_an_unusable_request_and_exits_4() {
 fn approving_new_recovery_codes_of_a_user_without_a_device_is_refused_with_exit_4() {
     // Exit 4 is documented as "refused: ... the user is already enrolled
     // (or not enrolled)"; 1 would say the operation failed.
-    let host = Host::new();
+    let host = host();
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(&host.bin)
@@ -420,7 +281,7 @@ fn approving_new_recovery_codes_of_a_user_without_a_device_is_refused_with_exit_
 
 #[test]
 fn approve_and_doctor_need_root() {
-    let host = Host::new();
+    let host = host();
     for args in [&["approve", "--user", USER][..], &["doctor"]] {
         let out = Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
@@ -445,7 +306,7 @@ fn approve_and_doctor_need_root() {
 
 #[test]
 fn doctor_passes_a_host_set_up_from_the_shipped_examples() {
-    let host = Host::new();
+    let host = host();
     let out = host.in_system(&["doctor"]);
     snapshot(&host, "doctor-good-host", &["doctor"], &out);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
@@ -454,7 +315,7 @@ fn doctor_passes_a_host_set_up_from_the_shipped_examples() {
 
 #[test]
 fn doctor_reports_config_keys_state_directory_and_spool() {
-    let host = Host::new();
+    let host = host();
     let (_, json) = host.doctor_json();
     let d = host.dir.path().display().to_string();
     assert_eq!(
@@ -479,7 +340,7 @@ fn doctor_reports_config_keys_state_directory_and_spool() {
 
 #[test]
 fn doctor_json_lists_findings_with_level_area_message_and_fix_and_counts_errors() {
-    let host = Host::new();
+    let host = host();
     set_mode(&host.state_dir(), 0o777);
     let (out, json) = host.doctor_json();
     assert_eq!(out.status.code(), Some(1));
@@ -520,7 +381,7 @@ fn doctor_json_lists_findings_with_level_area_message_and_fix_and_counts_errors(
 
 #[test]
 fn a_world_writable_state_directory_makes_doctor_exit_1_with_the_fix() {
-    let host = Host::new();
+    let host = host();
     set_mode(&host.state_dir(), 0o777);
     let out = host.in_system(&["doctor"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
@@ -537,7 +398,7 @@ fn a_world_writable_state_directory_makes_doctor_exit_1_with_the_fix() {
 
 #[test]
 fn the_fix_doctor_prints_for_a_world_writable_state_directory_repairs_it() {
-    let host = Host::new();
+    let host = host();
     set_mode(&host.state_dir(), 0o777);
     let (_, json) = host.doctor_json();
     let (level, _, fix) = finding(&json, "state directory");
@@ -556,7 +417,7 @@ fn the_fix_doctor_prints_for_a_world_writable_state_directory_repairs_it() {
 
 #[test]
 fn a_missing_spool_is_a_warning_whose_fix_makes_it() {
-    let host = Host::new();
+    let host = host();
     std::fs::remove_dir(host.spool()).unwrap();
     let (out, json) = host.doctor_json();
     assert_eq!(out.status.code(), Some(0), "only a warning: {json}");
@@ -578,7 +439,7 @@ fn a_missing_spool_is_a_warning_whose_fix_makes_it() {
 fn a_spool_users_can_list_is_reported() {
     // 1777 lets every user list who has an enrollment waiting (DESIGN.md:
     // "users may create, not list"; mode 1733).
-    let host = Host::new();
+    let host = host();
     set_mode(&host.spool(), 0o1777);
     let (_, json) = host.doctor_json();
     let (level, message, fix) = finding(&json, "spool");

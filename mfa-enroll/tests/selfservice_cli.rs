@@ -8,10 +8,12 @@
 //! files under tests/snapshots/ (temporary paths normalized);
 //! `UPDATE_SNAPSHOTS=1 cargo test` rewrites them.
 
-use std::io::{BufReader, Read, Write};
+mod common;
+
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use mfa_core::clock::{Clock, SystemClock};
 use mfa_core::fsutil::FileTrust;
@@ -20,133 +22,22 @@ use mfa_core::pending::{Pending, Request, MAX_PENDING_FILE};
 use mfa_core::recovery::normalize;
 use mfa_core::totp::time_step;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mfa-enroll");
-/// Debian's unprivileged account (base-passwd), the user of these tests.
-const USER: &str = "nobody";
-const UID: u32 = 65534;
-const NAME_PROMPT: &str = "Name for this device [phone]: ";
-const CODE_PROMPT: &str = "Verification code from the app: ";
+use common::{oathtool, stderr, stdout, Host, CODE_PROMPT, NAME_PROMPT, UID};
 
-/// Copies the binary to `dest` (0755) in a child process: a copy written by
-/// this process could still be open for writing in a child another test
-/// thread is forking, and running it would then fail with "Text file busy".
-fn install_binary(dest: &Path) {
-    let out = Command::new("install")
-        .args(["-m", "0755", BIN])
-        .arg(dest)
-        .output()
-        .expect("install (coreutils) runs");
-    assert!(out.status.success(), "{}", stderr(&out));
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The current code for a base32 secret, from oathtool.
-fn oathtool(secret: &str) -> String {
-    let out = Command::new("oathtool")
-        .args(["--totp", "-b", secret])
-        .output()
-        .expect("oathtool is installed (apt-get install oathtool)");
-    assert!(out.status.success(), "{}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// A host in a temporary directory that users can reach (0755): a root
-/// 0644 config pointing inside it, a master key and `enroll.pub` from
-/// `mfa-enroll key init`, a spool root 1733, and a copy of the binary
-/// anyone may run (the build directory may not be reachable).
-struct Host {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    bin: PathBuf,
+/// A host ready for self-service: with the spool.
+fn ready() -> Host {
+    let host = Host::new();
+    host.make_spool();
+    host
 }
 
 impl Host {
-    fn new() -> Self {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "these tests must run as root (CI does): they lay out root-owned files, \
-             then drop to `nobody`"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let config = dir.path().join("pam_mfa.toml");
-        let d = dir.path().display();
-        std::fs::write(
-            &config,
-            format!(
-                "[paths]\n\
-                 state_dir = \"{d}/state/users\"\n\
-                 key_file = \"{d}/keys/master.key\"\n\
-                 enroll_public_key = \"{d}/keys/enroll.pub\"\n\
-                 spool_dir = \"{d}/spool\"\n"
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let bin = dir.path().join("mfa-enroll");
-        install_binary(&bin);
-        let host = Host { dir, config, bin };
-        let out = host.as_root(&["key", "init"]);
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        host
-    }
-
-    /// A host ready for self-service: with the spool.
-    fn ready() -> Self {
-        let host = Self::new();
-        std::fs::create_dir(host.spool()).unwrap();
-        std::fs::set_permissions(host.spool(), std::fs::Permissions::from_mode(0o1733)).unwrap();
-        host
-    }
-
-    fn spool(&self) -> PathBuf {
-        self.dir.path().join("spool")
-    }
-
     fn public_key_file(&self) -> PathBuf {
         self.dir.path().join("keys/enroll.pub")
     }
 
     fn keys(&self) -> MasterKey {
         MasterKey::load(&self.dir.path().join("keys/master.key"), FileTrust::ROOT).unwrap()
-    }
-
-    fn as_root(&self, args: &[&str]) -> Output {
-        Command::new(&self.bin)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run mfa-enroll")
-    }
-
-    /// `mfa-enroll ARGS` as `nobody`, with nothing but a login's
-    /// environment.
-    fn user_command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("setpriv");
-        cmd.args([
-            &format!("--reuid={UID}"),
-            &format!("--regid={UID}"),
-            "--clear-groups",
-            "--",
-        ])
-        .arg(&self.bin)
-        .arg("--config")
-        .arg(&self.config)
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("USER", USER)
-        .current_dir("/");
-        cmd
     }
 
     /// `mfa-enroll ARGS` as `nobody` with `input` on stdin.
@@ -163,62 +54,10 @@ impl Host {
         child.wait_with_output().unwrap()
     }
 
-    /// Every file in the spool.
-    fn spool_files(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.spool())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        files
-    }
-
-    /// Runs `mfa-enroll enroll` as `nobody` like a person at the keyboard:
-    /// `name` at the name prompt, then `answer(secret)` at the code prompt.
-    /// Returns what was printed before the code prompt, and the run.
+    /// `mfa-enroll enroll` as `nobody` at the keyboard; see
+    /// [`Host::user_enrolls`].
     fn enroll_as_user(&self, name: &str, answer: impl FnOnce(&str) -> String) -> (String, Output) {
-        let mut child = self
-            .user_command(&["enroll"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("setpriv (util-linux) is installed");
-        let mut stdin = child.stdin.take().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut before = Vec::new();
-        let mut byte = [0u8; 1];
-        while !before.ends_with(CODE_PROMPT.as_bytes()) {
-            if before.ends_with(NAME_PROMPT.as_bytes()) {
-                writeln!(stdin, "{name}").unwrap();
-            }
-            if out.read(&mut byte).unwrap() == 0 {
-                drop(stdin);
-                let done = child.wait_with_output().unwrap();
-                panic!(
-                    "mfa-enroll ended before asking for a code:\n{}\n{}",
-                    String::from_utf8_lossy(&before),
-                    stderr(&done)
-                );
-            }
-            before.push(byte[0]);
-        }
-        let before = String::from_utf8(before).unwrap();
-        let uri = before
-            .lines()
-            .find_map(|l| l.strip_prefix("otpauth URI: "))
-            .expect("the URI is shown");
-        let secret = uri
-            .split_once("secret=")
-            .and_then(|(_, rest)| rest.split('&').next())
-            .expect("a secret in the URI");
-        writeln!(stdin, "{}", answer(secret)).unwrap();
-        drop(stdin);
-        let mut rest = Vec::new();
-        out.read_to_end(&mut rest).unwrap();
-        let mut done = child.wait_with_output().unwrap();
-        done.stdout = rest;
-        (before, done)
+        self.user_enrolls(&["enroll"], name, answer)
     }
 }
 
@@ -281,7 +120,7 @@ fn without_a_spool_a_user_is_refused_before_being_asked_anything() {
 
 #[test]
 fn without_the_enrollment_public_key_a_user_is_refused_and_sent_to_an_administrator() {
-    let host = Host::ready();
+    let host = ready();
     std::fs::remove_file(host.public_key_file()).unwrap();
     let out = host.as_user(&["enroll"], b"phone\n123456\n");
     let err = stderr(&out);
@@ -307,7 +146,7 @@ fn without_the_enrollment_public_key_a_user_is_refused_and_sent_to_an_administra
 
 #[test]
 fn a_spool_without_the_sticky_bit_is_refused() {
-    let host = Host::ready();
+    let host = ready();
     std::fs::set_permissions(host.spool(), std::fs::Permissions::from_mode(0o733)).unwrap();
     let out = host.as_user(&["enroll"], b"phone\n123456\n");
     let err = stderr(&out);
@@ -319,12 +158,12 @@ fn a_spool_without_the_sticky_bit_is_refused() {
 
 #[test]
 fn root_running_mfa_enroll_without_a_user_gets_a_usage_error() {
-    let host = Host::ready();
-    let out = host.as_root(&[]);
+    let host = ready();
+    let out = host.run(&[]);
     snapshot(&host, "selfservice-root-without-user", "(root) ", &[], &out);
     assert_eq!(out.status.code(), Some(2));
     for args in [&["enroll"][..], &["recovery-codes", "--regenerate"]] {
-        let out = host.as_root(args);
+        let out = host.run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(
             stderr(&out).contains("--user NAME"),
@@ -338,7 +177,7 @@ fn root_running_mfa_enroll_without_a_user_gets_a_usage_error() {
 
 #[test]
 fn a_wrong_code_writes_nothing_to_the_spool() {
-    let host = Host::ready();
+    let host = ready();
     let (before, out) = host.enroll_as_user("phone", |secret| {
         let right: u32 = oathtool(secret).parse().unwrap();
         format!("{:06}", (right + 500_000) % 1_000_000)
@@ -359,7 +198,7 @@ fn a_wrong_code_writes_nothing_to_the_spool() {
 
 #[test]
 fn no_answer_at_all_writes_nothing_to_the_spool() {
-    let host = Host::ready();
+    let host = ready();
     let out = host.as_user(&["enroll", "--device", "phone"], b"");
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(host.spool_files().is_empty());
@@ -367,7 +206,7 @@ fn no_answer_at_all_writes_nothing_to_the_spool() {
 
 #[test]
 fn a_bad_device_name_is_a_usage_error_and_writes_nothing() {
-    let host = Host::ready();
+    let host = ready();
     let long = "x".repeat(65);
     let out = host.as_user(&["enroll", "--device", &long], b"123456\n");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -378,7 +217,7 @@ fn a_bad_device_name_is_a_usage_error_and_writes_nothing() {
 
 #[test]
 fn a_right_code_leaves_one_sealed_request_the_user_owns_for_that_uid_only() {
-    let host = Host::ready();
+    let host = ready();
     let (_, out) = host.enroll_as_user("work phone", oathtool);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let shown = codes_in(&stdout(&out));
@@ -422,7 +261,7 @@ fn a_right_code_leaves_one_sealed_request_the_user_owns_for_that_uid_only() {
 
 #[test]
 fn new_recovery_codes_asked_for_by_a_user_are_sealed_to_the_spool_not_applied() {
-    let host = Host::ready();
+    let host = ready();
     let out = host.as_user(&["recovery-codes", "--regenerate"], b"");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let shown = codes_in(&stdout(&out));
@@ -453,9 +292,9 @@ fn new_recovery_codes_asked_for_by_a_user_are_sealed_to_the_spool_not_applied() 
 
 #[test]
 fn the_usage_errors_of_recovery_codes_name_the_command_that_works() {
-    let host = Host::ready();
+    let host = ready();
     // Root forgot --user: the command suggested must still regenerate.
-    let out = host.as_root(&["recovery-codes", "--regenerate"]);
+    let out = host.run(&["recovery-codes", "--regenerate"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("--regenerate"),
