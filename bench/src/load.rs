@@ -11,6 +11,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use pam_mfa_e2e::native;
+
 use crate::population::Layout;
 use crate::results::{Module, ModuleLoad};
 use crate::stats::Summary;
@@ -22,23 +24,9 @@ pub const LIBGCC: &str = "libgcc_s.so.1";
 
 /// Compiles `load.c` into `dir` with the system's C compiler.
 fn build(dir: &Path) -> Result<PathBuf, String> {
-    let src = dir.join("load.c");
     let exe = dir.join("load");
-    fs::write(&src, SOURCE).map_err(|e| format!("{}: {e}", src.display()))?;
-    let out = Command::new("cc")
-        .args(["-O2", "-Wall", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .arg("-ldl")
-        .output()
-        .map_err(|e| format!("cannot run cc (the load measurement needs a C compiler): {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "cc failed on {}:\n{}",
-            src.display(),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    native::compile_c(SOURCE, &exe, &[])
+        .map_err(|e| format!("the load measurement needs a C compiler: {e}"))?;
     Ok(exe)
 }
 
@@ -68,36 +56,6 @@ fn module_path(module: Module, pam_mfa: &Path) -> Result<PathBuf, String> {
         Module::GoogleAuthenticator => system_module("pam_google_authenticator.so"),
         Module::PamOath => system_module("pam_oath.so"),
     }
-}
-
-/// The `NEEDED` entries in `readelf -d` output, in order.
-fn parse_needed(readelf: &str) -> Vec<String> {
-    readelf
-        .lines()
-        .filter(|l| l.contains("(NEEDED)"))
-        .filter_map(|l| {
-            let (_, rest) = l.split_once("Shared library: [")?;
-            let (name, _) = rest.rsplit_once(']')?;
-            Some(name.to_owned())
-        })
-        .collect()
-}
-
-/// The libraries `path` names as `NEEDED` in its dynamic section.
-fn needed(path: &Path) -> Result<Vec<String>, String> {
-    let out = Command::new("readelf")
-        .arg("-d")
-        .arg(path)
-        .output()
-        .map_err(|e| format!("cannot run readelf (binutils): {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "readelf -d {} failed: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(parse_needed(&String::from_utf8_lossy(&out.stdout)))
 }
 
 /// What one run of the program printed.
@@ -188,7 +146,7 @@ pub fn measure(
     let mut cases = Vec::new();
     for module in Module::ALL {
         let path = module_path(module, pam_mfa)?;
-        let needed = needed(&path)?;
+        let needed = native::needed_libraries(&path)?;
         let with_libgcc = module == Module::PamMfa && needed.iter().any(|l| l == LIBGCC);
         cases.push(Case {
             module,
@@ -243,25 +201,6 @@ pub fn measure(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn needed_libraries_come_from_the_dynamic_section() {
-        let readelf = "
-Dynamic section at offset 0x1915e8 contains 29 entries:
-  Tag        Type                         Name/Value
- 0x0000000000000001 (NEEDED)             Shared library: [libpam.so.0]
- 0x0000000000000001 (NEEDED)             Shared library: [libgcc_s.so.1]
- 0x0000000000000001 (NEEDED)             Shared library: [libc.so.6]
- 0x000000000000000e (SONAME)             Library soname: [libfoo.so.1]
- 0x000000000000001e (FLAGS)              BIND_NOW
- 0x0000000000000000 (NULL)               0x0
-";
-        assert_eq!(
-            parse_needed(readelf),
-            ["libpam.so.0", "libgcc_s.so.1", "libc.so.6"]
-        );
-        assert!(parse_needed("There is no dynamic section in this file.\n").is_empty());
-    }
 
     #[test]
     fn the_programs_output_is_read_and_its_summary_skipped() {

@@ -33,6 +33,7 @@ pub mod converse;
 pub mod enroll;
 pub mod libpam;
 pub mod namespace;
+pub mod native;
 pub mod oath;
 pub mod pamtester;
 pub mod process;

@@ -13,7 +13,7 @@ use common::{
     status, texts, wrong_code, CODE_PROMPT, FAST,
 };
 use nix::libc;
-use pam_mfa_e2e::{Converse, Op, PamCode, Sandbox, Style, TestUser};
+use pam_mfa_e2e::{native, Converse, Op, PamCode, Sandbox, Style, TestUser};
 
 // ---------------------------------------------------------------------------
 // The shared object
@@ -56,26 +56,18 @@ fn the_module_exports_every_pam_entry_point() {
 #[test]
 fn the_module_needs_only_libpam_and_libc() {
     let sb = fast_sandbox();
-    let out = std::process::Command::new("readelf")
-        .arg("--dynamic")
-        .arg(sb.pam_mfa_module())
-        .output()
-        .expect("run readelf (binutils)");
-    assert!(out.status.success(), "readelf failed: {out:?}");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let needed: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("(NEEDED)"))
-        .filter_map(|l| l.split('[').nth(1)?.strip_suffix(']'))
-        .collect();
-    let allowed = |lib: &&str| {
+    let needed = native::needed_libraries(&sb.pam_mfa_module()).unwrap();
+    let allowed = |lib: &&String| {
         lib.starts_with("libpam.so.") || lib.starts_with("libc.so.") || lib.starts_with("ld-linux")
     };
-    assert!(needed.iter().any(|l| l.starts_with("libpam.so.")), "{text}");
-    let extra: Vec<&&str> = needed.iter().filter(|l| !allowed(l)).collect();
+    assert!(
+        needed.iter().any(|l| l.starts_with("libpam.so.")),
+        "{needed:?}"
+    );
+    let extra: Vec<&String> = needed.iter().filter(|l| !allowed(l)).collect();
     assert!(
         extra.is_empty(),
-        "the module needs {extra:?} as well\n{text}"
+        "the module needs {extra:?} as well: {needed:?}"
     );
 }
 

@@ -18,12 +18,11 @@ use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
-use pam_mfa_e2e::{tools, Run, Sandbox, Tools};
+use pam_mfa_e2e::{native, tools, Run, Sandbox, Tools};
 use tempfile::TempDir;
 
 use crate::common;
@@ -34,26 +33,9 @@ const SHIM_SOURCE: &str = include_str!("shim.c");
 pub fn shim() -> &'static Path {
     static SHIM: OnceLock<PathBuf> = OnceLock::new();
     SHIM.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let src = dir.join(format!("pam_mfa_fault_shim.{}.c", std::process::id()));
-        let tmp = dir.join(format!("pam_mfa_fault_shim.{}.so", std::process::id()));
-        let out = dir.join("pam_mfa_fault_shim.so");
-        fs::write(&src, SHIM_SOURCE).expect("write the shim's source");
-        let run = Command::new("cc")
-            .args(["-O2", "-Wall", "-shared", "-fPIC", "-o"])
-            .arg(&tmp)
-            .arg(&src)
-            .arg("-ldl")
-            .output()
-            .expect("run cc (the fault tests need a C compiler)");
-        assert!(
-            run.status.success(),
-            "cc failed:\n{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let _ = fs::remove_file(&src);
-        // Several test binaries may build it at once; each renames its own.
-        fs::rename(&tmp, &out).expect("install the shim");
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pam_mfa_fault_shim.so");
+        native::compile_c(SHIM_SOURCE, &out, &["-shared", "-fPIC"])
+            .unwrap_or_else(|e| panic!("the fault tests need a C compiler: {e}"));
         out
     })
 }
