@@ -10,7 +10,8 @@ use mfa_core::config::Config;
 use mfa_core::enrollment;
 use mfa_core::fsutil::FileTrust;
 use mfa_core::keys::{EnrollmentPublicKey, MasterKey};
-use mfa_core::pending::{self, Pending, Request};
+use mfa_core::pending::{Pending, Request};
+use mfa_core::spool;
 use mfa_core::store::Store;
 use nix::unistd::{chown, Uid};
 use serde::{Deserialize, Serialize};
@@ -26,7 +27,7 @@ pub struct SelfEnrollment {
     pub seal: Summary,
     /// User side: write it into the spool and `fsync` it.
     pub spool_write: Summary,
-    /// Module side: `pending::find` lists the spool, opens the user's file
+    /// Module side: `spool::find` lists the spool, opens the user's file
     /// and unseals it (what every login of that user does first).
     pub find: Summary,
 }
@@ -36,7 +37,7 @@ pub struct SelfEnrollment {
 pub struct SpoolScan {
     /// Pending files of other users in the spool.
     pub waiting: usize,
-    /// `pending::find` for a user with nothing pending.
+    /// `spool::find` for a user with nothing pending.
     pub find: Summary,
 }
 
@@ -112,12 +113,12 @@ pub fn self_enrollment(
         let sealed = request.seal(&public, uid).map_err(|e| e.to_string())?;
         seal.push(elapsed_ns(start));
         let start = Instant::now();
-        let path = pending::write_to_spool(&spool, uid, &sealed).map_err(|e| e.to_string())?;
+        let path = spool::write_to_spool(&spool, uid, &sealed).map_err(|e| e.to_string())?;
         write.push(elapsed_ns(start));
         // The user's own process would have created it as the user.
         chown(&path, Some(Uid::from_raw(uid)), None).map_err(|e| e.to_string())?;
         let start = Instant::now();
-        let search = pending::find(
+        let search = spool::find(
             &spool,
             uid,
             &keys,
@@ -130,7 +131,7 @@ pub fn self_enrollment(
         let found = search
             .found
             .ok_or_else(|| format!("the module did not find uid {uid}'s request"))?;
-        pending::remove(&found).map_err(|e| e.to_string())?;
+        spool::remove(&found).map_err(|e| e.to_string())?;
     }
     Ok(SelfEnrollment {
         seal: Summary::of_ns(&seal),
@@ -167,9 +168,8 @@ pub fn spool_scan(
         let mut samples = Vec::with_capacity(reps);
         for _ in 0..reps {
             let start = Instant::now();
-            let search =
-                pending::find(&spool, 1, &keys, FileTrust::ROOT, 86_400, codes::unix_now())
-                    .map_err(|e| e.to_string())?;
+            let search = spool::find(&spool, 1, &keys, FileTrust::ROOT, 86_400, codes::unix_now())
+                .map_err(|e| e.to_string())?;
             samples.push(elapsed_ns(start));
             if search.found.is_some() {
                 return Err("uid 1 has no request; the search found one".into());

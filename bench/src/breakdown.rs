@@ -11,7 +11,7 @@ use mfa_core::config::{parse_module_args, Config};
 use mfa_core::flow::Host;
 use mfa_core::fsutil::FileTrust;
 use mfa_core::input;
-use mfa_core::pending;
+use mfa_core::spool;
 use mfa_core::totp;
 use nix::unistd::User;
 use serde::{Deserialize, Serialize};
@@ -73,7 +73,7 @@ pub fn measure(layout: &Layout, seed: &Seed, users: &[u32]) -> Result<Vec<Step>,
         let mut record = state.record().cloned().ok_or("not enrolled")?;
         drop(state);
         timed(&mut t[5], || {
-            pending::find(
+            spool::find(
                 &host.config.paths.spool_dir,
                 uid,
                 &host.keys,
@@ -123,7 +123,7 @@ pub fn measure(layout: &Layout, seed: &Seed, users: &[u32]) -> Result<Vec<Step>,
             "Store::open_user: lock, open, read, open both slots (the first open of a process derives the store key)",
             2,
         ),
-        ("pending::find: list the spool (empty)", 1),
+        ("spool::find: list the spool (empty)", 1),
         ("totp::verify: three steps", 1),
         ("UserState::commit: seal one slot, pwrite, fdatasync", 1),
         ("audit::send_to: one syslog datagram", 1),

@@ -330,7 +330,7 @@ fn admin_section(r: &Results, s: &mut String) {
     );
     if !r.spool_scan.is_empty() {
         s.push_str("Spool search of every pam_mfa login, for a user with nothing pending (µs, median / p99):\n\n");
-        s.push_str(&header(&["other users' requests waiting", "pending::find"]));
+        s.push_str(&header(&["other users' requests waiting", "spool::find"]));
         for row_ in &r.spool_scan {
             s.push_str(&row(&[
                 users(u32::try_from(row_.waiting).unwrap_or(u32::MAX)),

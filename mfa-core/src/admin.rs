@@ -676,7 +676,7 @@ pub struct ListedUser {
 /// Whether the spool holds a pending self-service enrollment for `uid` (a
 /// file `<uid>.*`). Only its presence is reported; it is not opened here.
 pub fn pending_enrollment(paths: &Paths, uid: u32) -> bool {
-    crate::pending::waiting_uids(&paths.spool_dir).contains(&uid)
+    crate::spool::waiting_uids(&paths.spool_dir).contains(&uid)
 }
 
 /// Every user with a record file, in uid order, each opened (under its

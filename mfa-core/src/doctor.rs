@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{Config, NotConfigured};
 use crate::fsutil::{self, Access, FileTrust};
 use crate::keys::{EnrollmentPublicKey, MasterKey};
-use crate::pending;
+use crate::spool;
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -218,7 +218,7 @@ pub fn check_files(config: &Config, trust: FileTrust) -> Vec<Finding> {
             format!("install -d -m 0700 -o root {}", p.state_dir.display()),
         )),
     }
-    match pending::check_spool(&p.spool_dir, trust) {
+    match spool::check_spool(&p.spool_dir, trust) {
         Ok(()) => out.push(finding(
             Level::Ok,
             "spool",

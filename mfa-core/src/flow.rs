@@ -25,6 +25,7 @@ use crate::pending;
 use crate::qr;
 use crate::record::{Device, LastSuccess, Record, MAX_DEVICES};
 use crate::recovery::RecoveryHashes;
+use crate::spool;
 use crate::store::{Store, StoreError, UserState};
 use crate::throttle::{self, Gate};
 use crate::totp::{self, Verdict};
@@ -167,7 +168,7 @@ pub struct PendingDevice {
     /// Recovery codes the user already saw (self-service); `None` makes new ones.
     recovery: Option<RecoveryHashes>,
     /// The spool file to delete once committed (self-service).
-    spool: Option<pending::Found>,
+    spool: Option<spool::Found>,
 }
 
 impl fmt::Debug for PendingDevice {
@@ -291,7 +292,7 @@ struct Flow<'a, P: Prompter, D: Directory, C: Clock> {
     dir: &'a D,
     clock: &'a C,
     events: Vec<Event>,
-    pending: Option<pending::Found>,
+    pending: Option<spool::Found>,
 }
 
 /// The longest user name looked up; anything else is treated as unknown.
@@ -447,10 +448,10 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
 
     /// Looks for the user's self-service enrollment; everything passed over
     /// is logged, and a broken spool only disables the feature.
-    fn search_pending(&mut self, uid: u32) -> Option<pending::Found> {
+    fn search_pending(&mut self, uid: u32) -> Option<spool::Found> {
         let host = self.host;
         let cfg = &host.config;
-        let search = pending::find(
+        let search = spool::find(
             &cfg.paths.spool_dir,
             uid,
             &host.keys,
@@ -670,7 +671,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
                     return self.activate_first_device(uid, policy, found)
                 }
                 pending::Request::RecoveryCodes { .. } => {
-                    let _ = pending::remove(&found);
+                    let _ = spool::remove(&found);
                     let e = self
                         .event(EventKind::PendingIgnored)
                         .uid(uid)
@@ -730,7 +731,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
     /// After the user proved an existing factor: apply their pending
     /// self-service request. The login itself has already succeeded; a
     /// problem here only leaves the request waiting (or drops it) and says so.
-    fn activate_after_factor(&mut self, uid: u32, found: &pending::Found) {
+    fn activate_after_factor(&mut self, uid: u32, found: &spool::Found) {
         let (device, recovery) = match &found.pending.request {
             pending::Request::Device { device, recovery } => {
                 if let Ok(Some(step)) = self.verify_new_device(device, &self_service_prompt(device))
@@ -770,7 +771,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         });
         match applied {
             Ok(true) => {
-                let _ = pending::remove(found);
+                let _ = spool::remove(found);
                 let e = if let Some(d) = &device {
                     self.tell(&format!(
                             "Your new device \"{}\" is active, and the recovery codes you were shown with it replace the old ones.",
@@ -789,7 +790,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
                 self.events.push(e);
             }
             Ok(false) => {
-                let _ = pending::remove(found);
+                let _ = spool::remove(found);
                 self.warn("You already have the most devices allowed; remove one (ask an administrator) and enroll again.");
                 let e = self
                     .event(EventKind::PendingIgnored)
@@ -811,7 +812,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         mut self,
         uid: u32,
         policy: NotConfigured,
-        found: pending::Found,
+        found: spool::Found,
     ) -> Report {
         let pending::Request::Device { device, recovery } = found.pending.request.clone() else {
             return self.finish(Outcome::Internal, Event::new(EventKind::InternalError));
@@ -853,7 +854,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         mut device: Device,
         step: u64,
         recovery: Option<RecoveryHashes>,
-        spool: Option<pending::Found>,
+        spool: Option<spool::Found>,
     ) -> Report {
         device.last_used_step = Some(step);
         let e = self
@@ -1033,7 +1034,7 @@ pub fn complete_enrollment<P: Prompter, C: Clock>(
     if let Some(found) = &pending.spool {
         // Already committed: a file that cannot be removed now is offered
         // again at the next login, where it can only replace this device.
-        let _ = pending::remove(found);
+        let _ = spool::remove(found);
     }
     if let (Some(p), false) = (prompter, codes.is_empty()) {
         let mut text = String::from(

@@ -26,6 +26,7 @@ pub mod qr;
 pub mod random;
 pub mod record;
 pub mod recovery;
+pub mod spool;
 pub mod store;
 pub mod throttle;
 pub mod totp;

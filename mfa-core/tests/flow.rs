@@ -665,7 +665,7 @@ fn spool_request(w: &World, request: mfa_core::pending::Request) -> std::path::P
     let sealed = pending
         .seal(&w.fixture.keys.enrollment_public_key(), UID)
         .unwrap();
-    let path = mfa_core::pending::write_to_spool(dir, UID, &sealed).unwrap();
+    let path = mfa_core::spool::write_to_spool(dir, UID, &sealed).unwrap();
     nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(UID)), None).unwrap();
     path
 }
@@ -1022,7 +1022,7 @@ fn a_login_removes_expired_requests_of_other_users_and_logs_them_in_one_line() {
             }
             .seal(&w.fixture.keys.enrollment_public_key(), uid)
             .unwrap();
-            let path = mfa_core::pending::write_to_spool(&dir, uid, &sealed).unwrap();
+            let path = mfa_core::spool::write_to_spool(&dir, uid, &sealed).unwrap();
             nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(uid)), None).unwrap();
             path
         })

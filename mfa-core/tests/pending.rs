@@ -11,6 +11,7 @@ use mfa_core::keys::MasterKey;
 use mfa_core::pending::{self, Pending, Request};
 use mfa_core::record::Device;
 use mfa_core::recovery::{self, KdfParams};
+use mfa_core::spool;
 use mfa_core::totp::TotpParams;
 use nix::unistd::{chown, Uid};
 use zeroize::Zeroizing;
@@ -57,13 +58,13 @@ fn device_request(name: &str) -> Pending {
 /// Seals `p` for `sealed_for` and writes it as a file of `owner`.
 fn place(f: &Fixture, p: &Pending, sealed_for: u32, owner: u32) -> PathBuf {
     let sealed = p.seal(&f.keys.enrollment_public_key(), sealed_for).unwrap();
-    let path = pending::write_to_spool(&spool(f), UID, &sealed).unwrap();
+    let path = spool::write_to_spool(&spool(f), UID, &sealed).unwrap();
     chown(&path, Some(Uid::from_raw(owner)), None).unwrap();
     path
 }
 
-fn find(f: &Fixture, keys: &MasterKey) -> pending::Search {
-    pending::find(&spool(f), UID, keys, trust(), DAY, NOW).unwrap()
+fn find(f: &Fixture, keys: &MasterKey) -> spool::Search {
+    spool::find(&spool(f), UID, keys, trust(), DAY, NOW).unwrap()
 }
 
 #[test]
@@ -77,14 +78,14 @@ fn a_sealed_enrollment_round_trips_through_the_spool() {
     let found = search.found.expect("found");
     assert_eq!(found.pending, p);
     assert!(search.ignored.is_empty());
-    pending::remove(&found).unwrap();
+    spool::remove(&found).unwrap();
     assert!(!path.exists());
 }
 
 #[test]
 fn a_missing_spool_means_nothing_pending() {
     let f = Fixture::new();
-    let s = pending::find(&f.root().join("nope"), UID, &f.keys, trust(), DAY, NOW).unwrap();
+    let s = spool::find(&f.root().join("nope"), UID, &f.keys, trust(), DAY, NOW).unwrap();
     assert!(s.found.is_none() && s.ignored.is_empty());
 }
 
@@ -93,7 +94,7 @@ fn a_spool_without_the_sticky_bit_is_refused() {
     let f = Fixture::new();
     let dir = spool(&f);
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o733)).unwrap();
-    let err = pending::find(&dir, UID, &f.keys, trust(), DAY, NOW).unwrap_err();
+    let err = spool::find(&dir, UID, &f.keys, trust(), DAY, NOW).unwrap_err();
     assert!(err.to_string().contains("sticky"), "{err}");
 }
 
@@ -214,7 +215,7 @@ fn other_users_fresh_requests_are_neither_opened_nor_reported() {
     let sealed = device_request("x")
         .seal(&f.keys.enrollment_public_key(), 2000)
         .unwrap();
-    pending::write_to_spool(&spool(&f), 2000, &sealed).unwrap();
+    spool::write_to_spool(&spool(&f), 2000, &sealed).unwrap();
     let s = find(&f, &f.keys);
     assert!(s.found.is_none() && s.ignored.is_empty());
 }
@@ -277,8 +278,8 @@ fn real_now() -> u64 {
 }
 
 /// A scan of `UID`'s prefix at `now`, with requests living one day.
-fn scan_at(f: &Fixture, now: u64) -> pending::Search {
-    pending::find(&spool(f), UID, &f.keys, trust(), DAY, now).unwrap()
+fn scan_at(f: &Fixture, now: u64) -> spool::Search {
+    spool::find(&spool(f), UID, &f.keys, trust(), DAY, now).unwrap()
 }
 
 /// Two days from now, when every file made by this test is expired.
@@ -292,7 +293,7 @@ fn request_of(f: &Fixture, uid: u32) -> PathBuf {
     let sealed = device_request("phone")
         .seal(&f.keys.enrollment_public_key(), uid)
         .unwrap();
-    let path = pending::write_to_spool(&spool(f), uid, &sealed).unwrap();
+    let path = spool::write_to_spool(&spool(f), uid, &sealed).unwrap();
     chown(&path, Some(Uid::from_raw(uid)), None).unwrap();
     path
 }
@@ -328,7 +329,7 @@ fn fresh_requests_of_other_users_are_kept() {
     assert!(s.expired.is_empty());
     assert!(s.expired.summary().is_none());
     // Just inside the age limit is still fresh.
-    let s = pending::find(&spool(&f), UID, &f.keys, trust(), DAY, real_now() + DAY - 5).unwrap();
+    let s = spool::find(&spool(&f), UID, &f.keys, trust(), DAY, real_now() + DAY - 5).unwrap();
     assert!(s.expired.is_empty() && exists(&a) && exists(&b));
 }
 
@@ -380,15 +381,12 @@ fn names_that_are_not_request_names_are_kept_however_old() {
 
 #[test]
 fn request_names_are_a_canonical_uid_a_dot_and_a_suffix() {
-    assert_eq!(
-        pending::request_name_uid("1001.0123456789abcdef"),
-        Some(1001)
-    );
-    assert_eq!(pending::request_name_uid("0.x"), Some(0));
+    assert_eq!(spool::request_name_uid("1001.0123456789abcdef"), Some(1001));
+    assert_eq!(spool::request_name_uid("0.x"), Some(0));
     for not in [
         "1001", "1001.", "01001.x", "+1001.x", "-1.x", ".1001.x", "x.1001", "",
     ] {
-        assert_eq!(pending::request_name_uid(not), None, "{not:?}");
+        assert_eq!(spool::request_name_uid(not), None, "{not:?}");
     }
 }
 
@@ -566,6 +564,6 @@ fn a_symlinked_spool_is_refused() {
     let dir = spool(&f);
     let link = f.root().join("spool-link");
     std::os::unix::fs::symlink(&dir, &link).unwrap();
-    let err = pending::find(&link, UID, &f.keys, trust(), DAY, NOW).unwrap_err();
+    let err = spool::find(&link, UID, &f.keys, trust(), DAY, NOW).unwrap_err();
     assert!(err.to_string().contains("not a directory"), "{err}");
 }

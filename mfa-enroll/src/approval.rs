@@ -10,6 +10,7 @@ use mfa_core::clock::{Clock, SystemClock};
 use mfa_core::doctor::{self, Level, SystemPaths};
 use mfa_core::fsutil::FileTrust;
 use mfa_core::pending::{self, Approved};
+use mfa_core::spool;
 use mfa_core::store::StoreError;
 use serde_json::json;
 
@@ -26,7 +27,7 @@ pub fn approve(config_path: &Path, target: &Target, out: &mut impl Write) -> Res
     } = Admin::open("approve", config_path)?;
     let who = resolve(target)?;
     let now = SystemClock.now();
-    let search = pending::find(
+    let search = spool::find(
         &config.paths.spool_dir,
         who.uid,
         &keys,

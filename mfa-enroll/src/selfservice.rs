@@ -17,8 +17,9 @@ use mfa_core::config::{Config, QrStyle};
 use mfa_core::enrollment;
 use mfa_core::fsutil::FileTrust;
 use mfa_core::keys::EnrollmentPublicKey;
-use mfa_core::pending::{self, Pending, Request};
+use mfa_core::pending::{Pending, Request};
 use mfa_core::qr;
+use mfa_core::spool;
 use zeroize::Zeroizing;
 
 use crate::commands::{hostname, load_config, read_response, write_out};
@@ -48,7 +49,7 @@ fn public_key(config: &Config) -> Result<EnrollmentPublicKey, CliError> {
 }
 
 fn check_spool(config: &Config) -> Result<(), CliError> {
-    pending::check_spool(&config.paths.spool_dir, FileTrust::ROOT)
+    spool::check_spool(&config.paths.spool_dir, FileTrust::ROOT)
         .map_err(|e| CliError::Spool(e.to_string()))
 }
 
@@ -61,7 +62,7 @@ fn seal_and_spool(
     let sealed = request
         .seal(public, uid)
         .map_err(|e| CliError::Spool(e.to_string()))?;
-    pending::write_to_spool(&config.paths.spool_dir, uid, &sealed).map_err(|e| {
+    spool::write_to_spool(&config.paths.spool_dir, uid, &sealed).map_err(|e| {
         CliError::Spool(format!(
             "cannot write into {}: {e}",
             config.paths.spool_dir.display()

@@ -18,8 +18,9 @@ use std::process::{Output, Stdio};
 use mfa_core::clock::{Clock, SystemClock};
 use mfa_core::fsutil::FileTrust;
 use mfa_core::keys::MasterKey;
-use mfa_core::pending::{Pending, Request, MAX_PENDING_FILE};
+use mfa_core::pending::{Pending, Request};
 use mfa_core::recovery::normalize;
+use mfa_core::spool::MAX_PENDING_FILE;
 use mfa_core::totp::time_step;
 
 use common::{oathtool, stderr, stdout, Host, CODE_PROMPT, NAME_PROMPT, UID};
