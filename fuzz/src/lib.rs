@@ -909,6 +909,7 @@ impl FlowFixture {
             user,
             service,
             rhost: if c.flag() { Some("203.0.113.9") } else { None },
+            tty: None,
             silent: c.flag(),
         };
         let names = Names {

@@ -95,8 +95,11 @@ pub struct Request<'a> {
     pub user: &'a str,
     /// `PAM_SERVICE`.
     pub service: &'a str,
-    /// `PAM_RHOST`, for the log only.
+    /// `PAM_RHOST`: logged, and what a remembered success is bound to.
     pub rhost: Option<&'a str>,
+    /// `PAM_TTY`: what a remembered success is bound to, and how a console
+    /// login is recognized for `break_glass`.
+    pub tty: Option<&'a str>,
     /// `PAM_SILENT`: no informational messages.
     pub silent: bool,
 }

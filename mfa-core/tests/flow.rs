@@ -161,6 +161,7 @@ impl World {
             user,
             service,
             rhost: Some("192.0.2.9"),
+            tty: Some("pts/3"),
             silent,
         };
         flow::authenticate(&self.host, req, prompter, users, &FixedClock(now))
@@ -562,6 +563,7 @@ fn configure_enrolls_in_the_conversation_and_commits_only_in_the_account_phase()
         user: "alice",
         service: "sshd",
         rhost: None,
+        tty: None,
         silent: false,
     };
     let mut live = Live(&mut s);
@@ -631,6 +633,7 @@ fn the_account_phase_without_a_pending_device_does_nothing() {
         user: "alice",
         service: "sshd",
         rhost: None,
+        tty: None,
         silent: false,
     };
     let r = flow::complete_enrollment::<Script, _>(&w.host, req, None, None, &FixedClock(NOW));
@@ -814,6 +817,7 @@ fn a_first_device_is_activated_by_its_code_under_skip_and_committed_in_the_accou
             user: "alice",
             service: "sshd",
             rhost: None,
+            tty: None,
             silent: false,
         };
         let mut s = Script::answering(&[&new_code(NOW)]);

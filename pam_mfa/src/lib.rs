@@ -110,6 +110,7 @@ struct Call {
     args: ModuleArgs,
     service: String,
     rhost: Option<String>,
+    tty: Option<String>,
     silent: bool,
 }
 
@@ -135,6 +136,7 @@ fn begin(handle: Handle, argv: Option<Vec<&str>>, flags: c_int) -> Result<Call, 
     })?;
     Ok(Call {
         rhost: handle.rhost(),
+        tty: handle.tty(),
         handle,
         args,
         service,
@@ -180,6 +182,7 @@ impl Call {
             user,
             service: &self.service,
             rhost: self.rhost.as_deref(),
+            tty: self.tty.as_deref(),
             silent: self.silent,
         }
     }

@@ -23,6 +23,7 @@ pub const PAM_SILENT: c_int = 0x8000;
 
 const PAM_SERVICE: c_int = 1;
 const PAM_CONV: c_int = 5;
+const PAM_TTY: c_int = 3;
 const PAM_RHOST: c_int = 4;
 
 /// Message styles (`security/_pam_types.h`).
@@ -135,6 +136,11 @@ impl Handle {
     /// `PAM_RHOST`, for the log only.
     pub fn rhost(&self) -> Option<String> {
         self.string_item(PAM_RHOST).filter(|r| !r.is_empty())
+    }
+
+    /// `PAM_TTY`: what the application says the login's terminal is.
+    pub fn tty(&self) -> Option<String> {
+        self.string_item(PAM_TTY).filter(|t| !t.is_empty())
     }
 
     /// The application's conversation function, if it set a usable one.

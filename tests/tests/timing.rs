@@ -242,6 +242,7 @@ fn measure_the_failure_paths() {
                 user,
                 service: "mfa",
                 rhost: None,
+                tty: None,
                 silent: false,
             };
             let start = Instant::now();
