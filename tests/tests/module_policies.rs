@@ -627,3 +627,52 @@ fn a_recent_success_on_the_same_service_is_remembered() {
         .assert_success()
         .assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
 }
+
+// ---------------------------------------------------------------------------
+// The effective policy: the strictest of [policy], [service.NAME] and
+// groups.require_policy wins; exempt groups step aside
+
+/// The name of `user`'s primary group (Debian gives each user their own).
+fn primary_group(user: &TestUser) -> String {
+    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(user.gid()))
+        .unwrap()
+        .expect("the user's primary group exists")
+        .name
+}
+
+#[test]
+fn the_man_page_example_denies_unenrolled_members_of_a_required_group() {
+    // pam_mfa.toml(5)'s EXAMPLE, with the member's own group as "wheel".
+    let member = TestUser::create("polman");
+    let other = TestUser::create("polmano");
+    let wheel = primary_group(&member);
+    let sb = sandbox_with(&format!(
+        "[policy]\nnot_configured = \"configure\"\n\n\
+         [groups]\nrequire = [\"{wheel}\"]\nrequire_policy = \"deny\"\n\n\
+         [service.sshd]\nnot_configured = \"deny\"\n\n{}",
+        common::FAST
+    ));
+    password_then_code(&sb, "login", "requisite");
+
+    // A member of the required group is denied, not offered an enrollment.
+    let t = login(&sb, "login", &member, || "123456".to_owned());
+    t.assert_rc(Op::Authenticate, PamCode::AUTH_ERR)
+        .assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
+    assert!(
+        texts(&t, Style::TextInfo).is_empty(),
+        "no QR code or secret for a member of a required group under deny\n{t}"
+    );
+    expect_event(
+        &t,
+        "auth_denied",
+        &[("user", member.name()), ("service", "login")],
+    );
+    assert!(!record_path(&sb, member.uid()).exists(), "{t}");
+
+    // Anyone else still enrolls at login (configure).
+    let (t, secret) = enroll_at_login(&sb, "login", &other);
+    t.assert_success()
+        .assert_prompts(&[PASSWORD_PROMPT, NEW_DEVICE_PROMPT]);
+    assert!(secret.is_some(), "{t}");
+    assert!(status(&sb, other.uid()).enrolled, "{t}");
+}
