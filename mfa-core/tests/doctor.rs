@@ -279,3 +279,115 @@ fn a_bad_config_stops_the_checks_with_an_error() {
         "{f:#?}"
     );
 }
+
+/// A configuration file pointing every path into `f`, as `doctor` reads it.
+fn config_for(f: &Fixture) -> std::path::PathBuf {
+    let path = f.root().join("pam_mfa.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[paths]\nstate_dir = \"{0}/users\"\nkey_file = \"{0}/master.key\"\n\
+             enroll_public_key = \"{0}/enroll.pub\"\nspool_dir = \"{0}/spool\"\n",
+            f.root().display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The findings about the records' keys, from a full doctor run.
+fn record_findings(f: &Fixture) -> Vec<Finding> {
+    let host = good_host();
+    doctor::run(&config_for(f), trust(), &SystemPaths::under(host.path()))
+        .into_iter()
+        .filter(|f| f.area == "records")
+        .collect()
+}
+
+#[test]
+fn records_without_any_master_key_are_an_error_with_their_count() {
+    // What a purge leaves: the records, and no key.
+    let f = Fixture::new();
+    for uid in [1001, 1002, 1003] {
+        f.enroll(uid);
+    }
+    std::fs::remove_file(f.root().join("master.key")).unwrap();
+    let found = record_findings(&f);
+    assert!(has(&found, Level::Error, "3 records"), "{found:#?}");
+    assert!(
+        found.iter().any(|f| f.fix.contains("restore")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn records_sealed_under_another_key_with_the_same_generation_are_an_error() {
+    // A purge, then an install that made a new key: generation 1 again,
+    // but not the generation 1 the records were sealed under.
+    let f = Fixture::new();
+    for uid in [1001, 1002] {
+        f.enroll(uid);
+    }
+    let key_file = f.root().join("master.key");
+    std::fs::remove_file(&key_file).unwrap();
+    let other = mfa_core::keys::MasterKey::generate(1_800_000_000).unwrap();
+    other.create(&key_file).unwrap();
+    assert_eq!(other.active(), f.keys.active());
+    let found = record_findings(&f);
+    assert!(has(&found, Level::Error, "2 records"), "{found:#?}");
+    assert!(
+        found.iter().any(|f| f.fix.contains("mfa-enroll reset")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn records_under_a_generation_the_key_file_lacks_are_an_error() {
+    let mut f = Fixture::new();
+    f.enroll(1001);
+    f.enroll(1002);
+    // Rotate, seal one more record under generation 2, then lose generation
+    // 1 from the key file (retired by hand, or an old copy of the file).
+    f.keys.rotate(1_700_000_100).unwrap();
+    f.enroll(1003);
+    f.keys.retire(1).unwrap();
+    f.keys.save(&f.root().join("master.key")).unwrap();
+    let found = record_findings(&f);
+    assert!(has(&found, Level::Error, "2 records"), "{found:#?}");
+    assert!(
+        found.iter().any(|f| f.message.contains("generation 1")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn a_record_whose_newest_state_is_under_a_missing_generation_is_an_error() {
+    // The newer slot is sealed under generation 2; a key file restored from a
+    // backup made before the rotation holds only generation 1, so the record
+    // would open at its older state.
+    let mut f = Fixture::new();
+    let record = f.enroll(1001);
+    let old_key_file = f.root().join("master.key.before-rotation");
+    f.keys.create(&old_key_file).unwrap();
+    f.keys.rotate(1_700_000_100).unwrap();
+    let store = f.store();
+    let mut state = store.open_user(1001, &f.keys).unwrap();
+    let mut changed = record.clone();
+    changed.failures = 1;
+    state.commit(&changed, &f.keys).unwrap();
+    drop(state);
+    std::fs::rename(&old_key_file, f.root().join("master.key")).unwrap();
+    let found = record_findings(&f);
+    assert!(has(&found, Level::Error, "1 record"), "{found:#?}");
+}
+
+#[test]
+fn records_the_key_file_opens_are_ok() {
+    let f = Fixture::new();
+    for uid in [1001, 1002] {
+        f.enroll(uid);
+    }
+    let found = record_findings(&f);
+    assert!(errors(&found).is_empty(), "{found:#?}");
+    assert!(has(&found, Level::Ok, "2 records"), "{found:#?}");
+}
