@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, NotConfigured};
 use crate::fsutil::{self, Access, FileTrust};
-use crate::keys::{EnrollmentPublicKey, MasterKey};
+use crate::keys::{EnrollmentPublicKey, Generation, MasterKey};
 use crate::spool;
+use crate::store::Store;
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -137,6 +138,7 @@ pub fn run(config_path: &Path, trust: FileTrust, system: &SystemPaths) -> Vec<Fi
         }
     };
     out.extend(check_files(&config, trust));
+    out.extend(check_record_keys(&config, trust));
     let configure_used = config.policy.not_configured == NotConfigured::Configure
         || config.groups.require_policy == NotConfigured::Configure
             && !config.groups.require.is_empty()
@@ -233,6 +235,106 @@ pub fn check_files(config: &Config, trust: FileTrust) -> Vec<Finding> {
         )),
     }
     out
+}
+
+/// Records the master key cannot open: each record's newest sealed slot
+/// (read from its header, nothing decrypted) must name a generation the key
+/// file holds, with the same key check. What a purge followed by a new
+/// install leaves behind, or a key file restored from a backup older than a
+/// rotation. Records whose headers do not read at all are left to `list`.
+pub fn check_record_keys(config: &Config, trust: FileTrust) -> Vec<Finding> {
+    const AREA: &str = "records";
+    let p = &config.paths;
+    let store = Store::new(&p.state_dir, trust);
+    // An unusable state directory has its own finding.
+    let Ok(uids) = store.uids() else {
+        return Vec::new();
+    };
+    let keys = MasterKey::load(&p.key_file, trust).ok();
+    let mut sealed = 0usize;
+    let mut lost: Vec<(u32, Generation)> = Vec::new();
+    for uid in uids {
+        let Some(newest) = store
+            .sealed_under(uid)
+            .ok()
+            .and_then(|seals| seals.into_iter().max_by_key(|s| s.seq))
+        else {
+            continue;
+        };
+        sealed += 1;
+        if !keys.as_ref().is_some_and(|k| newest.opens_with(k)) {
+            lost.push((uid, newest.generation));
+        }
+    }
+    let records = |n: usize| {
+        let dir = p.state_dir.display();
+        if n == 1 {
+            format!("1 record in {dir} is")
+        } else {
+            format!("{n} records in {dir} are")
+        }
+    };
+    if lost.is_empty() {
+        return vec![finding(
+            Level::Ok,
+            AREA,
+            format!(
+                "{} sealed under generations that {} holds",
+                records(sealed),
+                p.key_file.display()
+            ),
+            "",
+        )];
+    }
+    let uids: Vec<u32> = lost.iter().map(|(uid, _)| *uid).collect();
+    let mut generations: Vec<Generation> = lost.iter().map(|(_, g)| *g).collect();
+    generations.sort_unstable();
+    generations.dedup();
+    // A fresh key starts at generation 1 again: say when the number is held
+    // but the key behind it is another.
+    let generations = generations
+        .iter()
+        .map(|&g| match &keys {
+            Some(k) if k.store_key(g).is_some() => format!("generation {g} of another key"),
+            _ => format!("generation {g}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (message, fix) = match keys {
+        None => (
+            format!(
+                "{} sealed under a master key this host does not have ({generations}; {} is missing): those users cannot log in (uid {})",
+                records(lost.len()),
+                p.key_file.display(),
+                uid_list(&uids)
+            ),
+            format!(
+                "restore {} (and {}) from your backup; to give these enrollments up instead, run `mfa-enroll key init`, then `mfa-enroll reset --uid N` for each uid above, and enroll those users again",
+                p.key_file.display(),
+                p.enroll_public_key.display()
+            ),
+        ),
+        Some(_) => (
+            format!(
+                "{} sealed under key generations that {} does not hold ({generations}): those users cannot log in, or log in with an older state (uid {})",
+                records(lost.len()),
+                p.key_file.display(),
+                uid_list(&uids)
+            ),
+            "restore the key file that holds these generations from your backup; to give these enrollments up instead, run `mfa-enroll reset --uid N` for each uid above and enroll those users again".to_owned(),
+        ),
+    };
+    vec![finding(Level::Error, AREA, message, fix)]
+}
+
+/// The first few uids of a list, and how many more.
+fn uid_list(uids: &[u32]) -> String {
+    const SHOWN: usize = 10;
+    let mut s: Vec<String> = uids.iter().take(SHOWN).map(ToString::to_string).collect();
+    if uids.len() > SHOWN {
+        s.push(format!("and {} more", uids.len() - SHOWN));
+    }
+    s.join(", ")
 }
 
 /// One line of a PAM stack.

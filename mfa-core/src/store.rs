@@ -98,6 +98,27 @@ impl fmt::Display for SlotFault {
     }
 }
 
+/// The key a sealed slot's header names ([`Store::sealed_under`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotSeal {
+    /// The key generation the slot is sealed under.
+    pub generation: Generation,
+    /// The key check written beside it; compare with
+    /// [`crate::keys::StoreKey::check`] to tell the key file's generation of
+    /// this number from another key's.
+    pub key_check: [u8; 8],
+    /// The slot's sequence number: the higher one holds the newer state.
+    pub seq: u64,
+}
+
+impl SlotSeal {
+    /// Whether `keys` holds the key this slot is sealed under.
+    pub fn opens_with(&self, keys: &MasterKey) -> bool {
+        keys.store_key(self.generation)
+            .is_some_and(|k| k.check() == self.key_check)
+    }
+}
+
 /// Everything that can go wrong reading or writing a user's state. Each
 /// failure is distinct, and none of them reads as "not enrolled".
 #[derive(Debug)]
@@ -655,6 +676,62 @@ impl Store {
                 path: self.dir.clone(),
                 err,
             })
+    }
+
+    /// Which key each sealed slot of `uid`'s record file names, read from the
+    /// slot headers alone: no key is needed and nothing is decrypted, so
+    /// `doctor` can tell which generations the records need even when the
+    /// key file is missing. Empty slots and slots whose header is not a
+    /// sealed header of this format are left out. Read without the user's
+    /// lock (a diagnostic): a slot being rewritten at that moment may be
+    /// left out or show its new state.
+    ///
+    /// # Errors
+    /// [`StoreError::Unreadable`] if the file fails its checks or is
+    /// missing, [`StoreError::Corrupt`] if its size is not two whole slots,
+    /// [`StoreError::Io`] if it cannot be read.
+    pub fn sealed_under(&self, uid: u32) -> Result<Vec<SlotSeal>, StoreError> {
+        let path = self.record_path(uid);
+        let file = fsutil::open_nofollow(&path, true).map_err(StoreError::Unreadable)?;
+        let meta =
+            fsutil::check_open_file(&path, &file, self.trust, Access::OwnerOnly, MAX_RECORD_FILE)
+                .map_err(StoreError::Unreadable)?;
+        let slot_size = usize::try_from(meta.len() / 2).unwrap_or(usize::MAX);
+        if meta.len() % 2 != 0
+            || slot_size % SLOT_ALIGN != 0
+            || !(HEADER_LEN + TAG_LEN..=MAX_SLOT).contains(&slot_size)
+        {
+            return Err(StoreError::Corrupt {
+                uid,
+                reason: "file size is not two whole slots (truncated or extended)".into(),
+            });
+        }
+        let mut seals = Vec::new();
+        for slot in 0..2 {
+            let mut header = [0u8; HEADER_LEN];
+            file.read_exact_at(&mut header, (slot * slot_size) as u64)
+                .map_err(|err| StoreError::Io {
+                    path: path.clone(),
+                    err,
+                })?;
+            let mut r = Reader::new(&header);
+            // Every format so far shares this header; a newer one is left out.
+            if let (
+                Ok(RECORD_MAGIC),
+                Ok(1..=RECORD_VERSION),
+                Ok(generation),
+                Ok(key_check),
+                Ok(seq),
+            ) = (r.array::<8>(), r.u16(), r.u32(), r.array::<8>(), r.u64())
+            {
+                seals.push(SlotSeal {
+                    generation,
+                    key_check,
+                    seq,
+                });
+            }
+        }
+        Ok(seals)
     }
 
     /// The uids that have a record file, in ascending order.
