@@ -21,6 +21,7 @@ pub mod fsutil;
 pub mod import;
 pub mod input;
 pub mod keys;
+pub mod pamd;
 pub mod pending;
 pub mod qr;
 pub mod random;
