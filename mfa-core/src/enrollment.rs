@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::random::RandomUnavailable;
 use crate::record::{Device, MAX_DEVICE_NAME};
 use crate::recovery::{self, KdfParams, RecoveryCode, RecoveryError, RecoveryHashes};
+use crate::text;
 use crate::totp::{self, TotpParams};
 
 /// A device that has been generated but not yet stored.
@@ -33,7 +34,9 @@ impl fmt::Debug for NewDevice {
 /// Why a device could not be made.
 #[derive(Debug)]
 pub enum EnrollmentError {
-    /// The device name is empty, too long or has control characters.
+    /// The device name is empty, too long, has a character that is not
+    /// printable ([`crate::text::is_printable`]) or starts or ends with
+    /// white space.
     BadDeviceName,
     /// The kernel could not provide randomness.
     Random(RandomUnavailable),
@@ -46,7 +49,9 @@ impl fmt::Display for EnrollmentError {
         match self {
             EnrollmentError::BadDeviceName => write!(
                 f,
-                "a device name must be 1 to {MAX_DEVICE_NAME} bytes of printable text"
+                "a device name must be 1 to {MAX_DEVICE_NAME} bytes of printable text, without control \
+                 characters (such as escape sequences), invisible or direction-changing characters, \
+                 or spaces at either end; choose another name"
             ),
             EnrollmentError::Random(e) => write!(f, "{e}"),
             EnrollmentError::Recovery(e) => write!(f, "{e}"),
@@ -56,12 +61,26 @@ impl fmt::Display for EnrollmentError {
 
 impl std::error::Error for EnrollmentError {}
 
-/// Checks a device name: 1..=64 bytes, no control characters.
+/// Checks a device name wherever one enters: `mfa-enroll enroll --device`,
+/// a user's own enrollment, imports, and a self-service request before it
+/// is applied. A name is 1 to [`MAX_DEVICE_NAME`] bytes of printable text
+/// ([`crate::text::is_printable`]: no control character, so no terminal
+/// escape sequence, and no invisible or bidirectional formatting character
+/// that makes a name read as another), without white space at either end
+/// (`"phone "` would look like `"phone"` in every listing).
+///
+/// Names already stored by an older release are not checked again: they
+/// keep working, and front ends print them through [`crate::text::escape`].
 ///
 /// # Errors
 /// [`EnrollmentError::BadDeviceName`].
 pub fn check_device_name(name: &str) -> Result<(), EnrollmentError> {
-    if name.is_empty() || name.len() > MAX_DEVICE_NAME || name.chars().any(char::is_control) {
+    let bad = name.is_empty()
+        || name.len() > MAX_DEVICE_NAME
+        || !name.chars().all(text::is_printable)
+        || name.starts_with(char::is_whitespace)
+        || name.ends_with(char::is_whitespace);
+    if bad {
         return Err(EnrollmentError::BadDeviceName);
     }
     Ok(())

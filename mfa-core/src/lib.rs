@@ -29,5 +29,6 @@ pub mod record;
 pub mod recovery;
 pub mod spool;
 pub mod store;
+pub mod text;
 pub mod throttle;
 pub mod totp;
