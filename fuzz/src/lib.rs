@@ -166,7 +166,7 @@ fn check_config_result(text: &str, result: Result<Config, mfa_core::config::Conf
             // Everything an administrator can ask of a loaded config.
             assert!(!config.describe().is_empty());
             for service in ["sshd", "sudo", "", "x\u{0}y"] {
-                let _ = config.service_policy(service);
+                let _ = mfa_core::policy::effective(&config, service, &[]);
             }
             let t = &config.throttle;
             assert!(

@@ -40,6 +40,9 @@ pub enum EventKind {
     AuthSkipped,
     /// The user was denied by policy (not enrolled under deny, unknown user).
     AuthDenied,
+    /// A console login stepped aside without a code: its service sets
+    /// `break_glass`. Logged at alert level every time.
+    BreakGlass,
     /// No conversation was available (for example `sudo -n`).
     AuthNoConversation,
     /// A recovery code was consumed.
@@ -86,9 +89,9 @@ impl EventKind {
     pub fn name(self) -> &'static str {
         use EventKind::{
             AuthDenied, AuthFailure, AuthLocked, AuthNoConversation, AuthReplay, AuthSkipped,
-            AuthSuccess, AuthThrottled, ConfigFailure, Debug, DeviceEnrolled, DeviceRemoved,
-            InternalError, KeyCreated, KeyFailure, KeyRetired, KeyRotated, PendingExpired,
-            PendingIgnored, RecordMigrated, RecordSlotDiscarded, RecoveryCodeUsed,
+            AuthSuccess, AuthThrottled, BreakGlass, ConfigFailure, Debug, DeviceEnrolled,
+            DeviceRemoved, InternalError, KeyCreated, KeyFailure, KeyRetired, KeyRotated,
+            PendingExpired, PendingIgnored, RecordMigrated, RecordSlotDiscarded, RecoveryCodeUsed,
             RecoveryCodesRegenerated, StoreFailure, UserReset, UserUnlocked,
         };
         match self {
@@ -99,6 +102,7 @@ impl EventKind {
             AuthLocked => "auth_locked",
             AuthSkipped => "auth_skipped",
             AuthDenied => "auth_denied",
+            BreakGlass => "break_glass",
             AuthNoConversation => "auth_no_conversation",
             RecoveryCodeUsed => "recovery_code_used",
             DeviceEnrolled => "device_enrolled",
@@ -125,9 +129,9 @@ impl EventKind {
     pub fn severity(self) -> Severity {
         use EventKind::{
             AuthDenied, AuthFailure, AuthLocked, AuthNoConversation, AuthReplay, AuthSkipped,
-            AuthSuccess, AuthThrottled, ConfigFailure, Debug, DeviceEnrolled, DeviceRemoved,
-            InternalError, KeyCreated, KeyFailure, KeyRetired, KeyRotated, PendingExpired,
-            PendingIgnored, RecordMigrated, RecordSlotDiscarded, RecoveryCodeUsed,
+            AuthSuccess, AuthThrottled, BreakGlass, ConfigFailure, Debug, DeviceEnrolled,
+            DeviceRemoved, InternalError, KeyCreated, KeyFailure, KeyRetired, KeyRotated,
+            PendingExpired, PendingIgnored, RecordMigrated, RecordSlotDiscarded, RecoveryCodeUsed,
             RecoveryCodesRegenerated, StoreFailure, UserReset, UserUnlocked,
         };
         match self {
@@ -148,7 +152,8 @@ impl EventKind {
             AuthFailure | AuthDenied | AuthNoConversation | AuthThrottled => Severity::Notice,
             AuthReplay | AuthLocked | PendingIgnored | ConfigFailure | KeyFailure
             | InternalError => Severity::Warning,
-            RecordSlotDiscarded | StoreFailure => Severity::Alert,
+            // Every way around the second factor is an administrator's to know of.
+            RecordSlotDiscarded | StoreFailure | BreakGlass => Severity::Alert,
         }
     }
 }
@@ -453,6 +458,8 @@ mod tests {
     fn integrity_problems_are_alerts() {
         assert_eq!(EventKind::RecordSlotDiscarded.severity(), Severity::Alert);
         assert_eq!(EventKind::StoreFailure.severity(), Severity::Alert);
+        assert_eq!(EventKind::BreakGlass.severity(), Severity::Alert);
+        assert_eq!(EventKind::BreakGlass.name(), "break_glass");
         assert_eq!(EventKind::AuthSuccess.severity(), Severity::Info);
     }
 }

@@ -298,24 +298,21 @@ impl Default for Paths {
     }
 }
 
-/// `[service.NAME]`: settings that replace `[policy]` for one PAM service.
+/// `[service.NAME]`: settings for one PAM service. How they combine with
+/// `[policy]` and `[groups]` is decided in one place, [`crate::policy`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default, expecting = "a [service.NAME] table")]
 pub struct ServiceOverride {
-    /// Replaces `policy.not_configured` for this service.
+    /// A policy for this service; the strictest of it, `policy.not_configured`
+    /// and (for members of `groups.require`) `groups.require_policy` applies.
     pub not_configured: Option<NotConfigured>,
     /// Replaces `policy.remember_seconds` for this service.
     #[serde(deserialize_with = "some_ranged::<_, _, 0, MAX_REMEMBER_SECONDS>")]
     pub remember_seconds: Option<u32>,
-}
-
-/// The policy in force for one PAM service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServicePolicy {
-    /// What happens to a user with no device.
-    pub not_configured: NotConfigured,
-    /// Seconds a successful MFA on this service is remembered; 0 is off.
-    pub remember_seconds: u32,
+    /// A login on this service from a local console (a virtual terminal or
+    /// the system console, no remote host) steps aside without a code, and
+    /// is logged at alert level every time.
+    pub break_glass: bool,
 }
 
 /// The whole configuration. [`Config::default`] is exactly what the shipped,
@@ -585,23 +582,6 @@ impl Config {
         basic_toml::from_str(&code).map_err(|e| text_error(text, &code, origin, &e))
     }
 
-    /// The policy for `service`: its `[service.NAME]` table over `[policy]`.
-    pub fn service_policy(&self, service: &str) -> ServicePolicy {
-        let mut policy = ServicePolicy {
-            not_configured: self.policy.not_configured,
-            remember_seconds: self.policy.remember_seconds,
-        };
-        if let Some(o) = self.service.get(service) {
-            if let Some(nc) = o.not_configured {
-                policy.not_configured = nc;
-            }
-            if let Some(secs) = o.remember_seconds {
-                policy.remember_seconds = secs;
-            }
-        }
-        policy
-    }
-
     /// One `key=value` line per effective setting, in the vocabulary of the
     /// file and the module arguments, for the module's `debug` option.
     pub fn describe(&self) -> Vec<String> {
@@ -678,6 +658,9 @@ impl Config {
             if let Some(secs) = o.remember_seconds {
                 lines.push(format!("service.{name}.remember_seconds={secs}"));
             }
+            if o.break_glass {
+                lines.push(format!("service.{name}.break_glass=true"));
+            }
         }
         lines
     }
@@ -692,14 +675,25 @@ impl Config {
         let (line, column) = locate_key(text, &key)
             .map(|found| (found.line, found.column))
             .unzip();
+        let lower = name.to_ascii_lowercase();
+        // libpam lowercases the service name in pam_start: a table with
+        // capitals would silently never apply.
+        let message = if is_service_name(&lower) {
+            format!(
+                "`{name}` has capitals, but libpam lowercases PAM service names, so this table would never apply; write [service.{lower}]"
+            )
+        } else {
+            format!(
+                "`{}` is not a PAM service name; use 1 to 64 of a-z 0-9 _ . - as in the file name in /etc/pam.d",
+                name.escape_debug()
+            )
+        };
         Err(ConfigError::Invalid {
             origin: origin.to_owned(),
             line,
             column,
             key: Some(key),
-            message: format!(
-                "`{name}` is not a PAM service name; use 1 to 64 of A-Z a-z 0-9 _ . -"
-            ),
+            message,
         })
     }
 
@@ -951,6 +945,8 @@ fn section_with<'a, S: Deserialize<'a>>(
 enum SettingValue<'a> {
     Integer(i64),
     Text(&'a str),
+    /// `true` or `false`, only in the file.
+    Bool(bool),
     /// An array of strings.
     List(Vec<&'a str>),
 }
@@ -962,6 +958,7 @@ impl<'de> Deserializer<'de> for SettingValue<'de> {
         match self {
             SettingValue::Integer(n) => visitor.visit_i64(n),
             SettingValue::Text(s) => visitor.visit_borrowed_str(s),
+            SettingValue::Bool(b) => visitor.visit_bool(b),
             SettingValue::List(items) => {
                 let mut items = de::value::SeqDeserializer::new(items.into_iter());
                 let list = visitor.visit_seq(&mut items)?;
@@ -1000,6 +997,14 @@ fn resolve_arg_key(name: &str, vocabulary: &[Setting]) -> Result<Setting, Config
             format!("unknown module argument `{name}`; see pam_mfa(8)"),
         )
     };
+    if name == "break_glass" {
+        return Err(ConfigError::args(
+            Some(name.to_owned()),
+            format!(
+                "{BREAK_GLASS_PER_SERVICE} of the configuration file, not as a module argument"
+            ),
+        ));
+    }
     if let Some((section, leaf)) = name.split_once('.') {
         if section == "service" {
             return Err(ConfigError::args(
@@ -1069,14 +1074,22 @@ fn text_error(text: &str, code: &str, origin: &str, err: &basic_toml::Error) -> 
             .map(|o| position(text, o)),
     }
     .unzip();
+    let message = if unknown == Some("break_glass") {
+        BREAK_GLASS_PER_SERVICE.to_owned()
+    } else {
+        clean_message(&message)
+    };
     ConfigError::Invalid {
         origin: origin.to_owned(),
         line,
         column,
         key,
-        message: clean_message(&message),
+        message,
     }
 }
+
+/// Why `break_glass` is refused anywhere but in a `[service.NAME]` table.
+const BREAK_GLASS_PER_SERVICE: &str = "break_glass can only be set in a [service.NAME] table, for one PAM service (the console login: [service.login])";
 
 /// A `basic_toml` error taken apart: the message alone, the dotted key it
 /// names, and the byte offset in `text` it points at.
@@ -1630,12 +1643,13 @@ fn absolute_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
     }))
 }
 
-/// Whether `name` can be a PAM service name, as in `[service.NAME]`.
+/// Whether `name` can be a PAM service name as libpam passes it to modules,
+/// as in `[service.NAME]`: lower case, because libpam lowercases it.
 fn is_service_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+        })
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use crate::fsutil::FileTrust;
 use crate::input::{self, Input};
 use crate::keys::{KeyError, MasterKey};
 use crate::pending;
+use crate::policy::{self, Effective};
 use crate::qr;
 use crate::record::{Device, LastSuccess, Record, MAX_DEVICES};
 use crate::recovery::RecoveryHashes;
@@ -392,6 +393,9 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
     }
 
     fn authenticate(mut self) -> Report {
+        if let Some(report) = break_glass(&self.host.config, &self.req) {
+            return report;
+        }
         let account = if plausible_user(self.req.user) {
             match self.dir.account(self.req.user) {
                 Ok(a) => a,
@@ -418,8 +422,8 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
                 return self.finish(Outcome::DirectoryUnavailable, e);
             }
         };
-        let cfg = &self.host.config;
-        if groups.iter().any(|g| cfg.groups.exempt.contains(g)) {
+        let policy = policy::effective(&self.host.config, self.req.service, &groups);
+        if policy.exempt {
             let e = self
                 .event(EventKind::AuthSkipped)
                 .uid(account.uid)
@@ -444,8 +448,8 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         }
         self.pending = self.search_pending(account.uid);
         match record {
-            Some(record) => self.enrolled(account, &record),
-            None => self.not_enrolled(account, &groups),
+            Some(record) => self.enrolled(account, &record, policy),
+            None => self.not_enrolled(account, policy),
         }
     }
 
@@ -487,9 +491,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
     }
 
     fn groups(&self, account: Account) -> Result<Vec<String>, String> {
-        let g = &self.host.config.groups;
-        // Group lookups can scan all of /etc/group or reach LDAP: only when a rule needs them.
-        if g.exempt.is_empty() && g.require.is_empty() {
+        if !policy::needs_groups(&self.host.config) {
             return Ok(Vec::new());
         }
         self.dir.groups(self.req.user, account)
@@ -501,13 +503,10 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
             Ok(_) => Outcome::Denied,
             Err(o) => o,
         };
-        // Under deny, an unenrolled user hears why; an unknown one hears the same.
+        // Under deny, an unenrolled user hears why; an unknown one hears the
+        // same as an unenrolled user in no group would.
         if matches!(outcome, Outcome::Denied)
-            && self
-                .host
-                .config
-                .service_policy(self.req.service)
-                .not_configured
+            && policy::effective(&self.host.config, self.req.service, &[]).not_configured
                 == NotConfigured::Deny
         {
             self.warn(DENY_MESSAGE);
@@ -516,7 +515,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         self.finish(outcome, e)
     }
 
-    fn enrolled(mut self, account: Account, record: &Record) -> Report {
+    fn enrolled(mut self, account: Account, record: &Record, policy: Effective) -> Report {
         let uid = account.uid;
         let cfg = &self.host.config;
         let now = self.clock.now();
@@ -531,7 +530,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
             });
             return self.finish(outcome, e);
         }
-        let remember = u64::from(cfg.service_policy(self.req.service).remember_seconds);
+        let remember = u64::from(policy.remember_seconds);
         if remember > 0 {
             if let Some(last) = &record.last_success {
                 if last.service == self.req.service
@@ -661,13 +660,9 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         }
     }
 
-    fn not_enrolled(mut self, account: Account, groups: &[String]) -> Report {
+    fn not_enrolled(mut self, account: Account, effective: Effective) -> Report {
         let uid = account.uid;
-        let cfg = &self.host.config;
-        let mut policy = cfg.service_policy(self.req.service).not_configured;
-        if policy == NotConfigured::Skip && groups.iter().any(|g| cfg.groups.require.contains(g)) {
-            policy = cfg.groups.require_policy;
-        }
+        let policy = effective.not_configured;
         if let Some(found) = self.pending.take() {
             match found.pending.request {
                 pending::Request::Device { .. } => {
@@ -941,6 +936,29 @@ fn self_service_prompt(device: &Device) -> String {
         "Verification code from your new device \"{}\": ",
         device.name
     )
+}
+
+/// A console login on a service whose table sets `break_glass` steps aside
+/// without a code ([`Outcome::Ignore`]), and says so at alert level. Decided
+/// before anything that could fail (the user, the groups, the key, the
+/// store): it is the way back in when those are broken, so the PAM shell
+/// asks it before opening the [`Host`] too. `None`: the login goes on.
+pub fn break_glass(config: &Config, req: &Request<'_>) -> Option<Report> {
+    if !policy::break_glass(config, req.service, req.tty, req.rhost) {
+        return None;
+    }
+    let event = Event::new(EventKind::BreakGlass)
+        .user(req.user)
+        .service(req.service)
+        .reason(format!(
+            "console login on {} without a code: service.{}.break_glass = true",
+            req.tty.unwrap_or_default(),
+            req.service
+        ));
+    Some(Report {
+        outcome: Outcome::Ignore,
+        events: vec![event],
+    })
 }
 
 /// Runs the authentication phase for `req`. `prompter` is `None` when PAM

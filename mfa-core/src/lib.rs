@@ -23,6 +23,7 @@ pub mod input;
 pub mod keys;
 pub mod pamd;
 pub mod pending;
+pub mod policy;
 pub mod qr;
 pub mod random;
 pub mod record;

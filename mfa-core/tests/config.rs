@@ -8,10 +8,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use mfa_core::config::{
-    parse_module_args, Config, ConfigError, ModuleArgs, NotConfigured, QrStyle, ServicePolicy,
-    ARGS_ORIGIN, DEFAULT_CONFIG_PATH,
+    parse_module_args, Config, ConfigError, ModuleArgs, NotConfigured, QrStyle, ARGS_ORIGIN,
+    DEFAULT_CONFIG_PATH,
 };
 use mfa_core::fsutil::{FileProblem, FileTrust};
+use mfa_core::policy::{self, Effective};
 use mfa_core::totp::Algorithm;
 use serde::de::IgnoredAny;
 
@@ -276,10 +277,10 @@ sudo.remember_seconds = 300
     assert_eq!(c.paths.state_dir, Path::new("/srv/mfa/users"));
     assert_eq!(c.paths.key_file, Path::new("/srv/mfa/master.key"));
     assert_eq!(
-        c.service_policy("sshd").not_configured,
-        NotConfigured::Configure
+        c.service["sshd"].not_configured,
+        Some(NotConfigured::Configure)
     );
-    assert_eq!(c.service_policy("sudo").remember_seconds, 300);
+    assert_eq!(c.service["sudo"].remember_seconds, Some(300));
 }
 
 #[test]
@@ -506,7 +507,7 @@ fn deep_nesting_is_refused_without_exhausting_the_stack() {
         );
     }
     let c = parse("service = { sshd = { not_configured = \"deny\" } }\n").unwrap();
-    assert_eq!(c.service_policy("sshd").not_configured, NotConfigured::Deny);
+    assert_eq!(c.service["sshd"].not_configured, Some(NotConfigured::Deny));
 }
 
 #[test]
@@ -615,22 +616,22 @@ fn a_service_override_applies_only_to_that_service() {
     )
     .unwrap();
     assert_eq!(
-        c.service_policy("sshd"),
-        ServicePolicy {
+        policy::effective(&c, "sshd", &[]),
+        Effective {
             not_configured: NotConfigured::Deny,
-            remember_seconds: 0
+            remember_seconds: 0,
+            exempt: false,
+            break_glass: false,
         }
     );
     assert_eq!(
-        c.service_policy("sudo"),
-        ServicePolicy {
+        policy::effective(&c, "sudo", &[]),
+        Effective {
             not_configured: NotConfigured::Configure,
-            remember_seconds: 300
+            remember_seconds: 300,
+            exempt: false,
+            break_glass: false,
         }
-    );
-    assert_eq!(
-        c.service_policy("SSHD").not_configured,
-        NotConfigured::Configure
     );
 }
 
@@ -638,13 +639,81 @@ fn a_service_override_applies_only_to_that_service() {
 fn a_partial_service_override_keeps_the_other_policy_values() {
     let c = parse("[policy]\nremember_seconds = 120\n[service.sudo]\nnot_configured = \"deny\"\n")
         .unwrap();
+    let sudo = policy::effective(&c, "sudo", &[]);
     assert_eq!(
-        c.service_policy("sudo"),
-        ServicePolicy {
-            not_configured: NotConfigured::Deny,
-            remember_seconds: 120
-        }
+        (sudo.not_configured, sudo.remember_seconds),
+        (NotConfigured::Deny, 120)
     );
+}
+
+#[test]
+fn a_service_table_with_capitals_is_refused_because_libpam_lowercases_service_names() {
+    for (text, line, name) in [
+        (
+            "[policy]\n\n[service.SSHD]\nnot_configured = \"deny\"\n",
+            3,
+            "SSHD",
+        ),
+        ("[service.Sudo-i]\nbreak_glass = true\n", 1, "Sudo-i"),
+        ("# x\n[service.\"Login\"]\n", 2, "Login"),
+    ] {
+        let err = parse_err(text);
+        assert_eq!(
+            err.key(),
+            Some(format!("service.{name}").as_str()),
+            "{text:?}"
+        );
+        assert_eq!(err.line(), Some(line), "{text:?}: {err}");
+        assert_eq!(err.origin(), Some("test.toml"));
+        let shown = err.to_string();
+        let lower = name.to_ascii_lowercase();
+        assert!(
+            shown.starts_with(&format!("test.toml:{line}:"))
+                && shown.contains("libpam lowercases")
+                && shown.contains(&format!("[service.{lower}]")),
+            "{shown}"
+        );
+    }
+    // Written as an inline table, it is refused all the same.
+    let err = parse_err("service = { Su = { not_configured = \"deny\" } }\n");
+    assert_eq!(err.key(), Some("service.Su"));
+    assert!(err.to_string().contains("[service.su]"), "{err}");
+    // The lower-case name is fine, and module arguments have no service tables.
+    assert!(parse("[service.sudo-i]\nnot_configured = \"deny\"\n").is_ok());
+    let err = parse_module_args(&["service.SSHD.not_configured=deny"]).unwrap_err();
+    assert!(err.to_string().contains("[service.NAME]"), "{err}");
+}
+
+#[test]
+fn break_glass_is_a_per_service_boolean() {
+    let c = parse("[service.login]\nbreak_glass = true\n[service.sudo]\nbreak_glass = false\n")
+        .unwrap();
+    assert!(c.service["login"].break_glass);
+    assert!(!c.service["sudo"].break_glass);
+    assert!(c
+        .describe()
+        .contains(&"service.login.break_glass=true".to_owned()));
+    for (text, line) in [
+        ("[policy]\nbreak_glass = true\n", 2),
+        ("break_glass = true\n", 1),
+        ("[groups]\n\nbreak_glass = false\n", 3),
+    ] {
+        let err = parse_err(text);
+        assert_eq!(err.line(), Some(line), "{text:?}: {err}");
+        assert!(
+            err.to_string()
+                .contains("only be set in a [service.NAME] table"),
+            "{err}"
+        );
+    }
+    let err = parse_err("[service.login]\nbreak_glass = \"yes\"\n");
+    assert_eq!(err.key(), Some("service.login.break_glass"));
+    assert_eq!(err.line(), Some(2));
+    for args in [&["break_glass=true"][..], &["break_glass"]] {
+        let err = parse_module_args(args).unwrap_err();
+        assert_eq!(err.origin(), Some(ARGS_ORIGIN));
+        assert!(err.to_string().contains("[service.NAME]"), "{err}");
+    }
 }
 
 #[test]

@@ -381,7 +381,7 @@ fn a_per_service_override_changes_the_policy_for_that_service_only() {
             "sudo".into(),
             mfa_core::config::ServiceOverride {
                 not_configured: Some(NotConfigured::Deny),
-                remember_seconds: None,
+                ..Default::default()
             },
         );
     });

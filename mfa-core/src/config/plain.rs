@@ -2,8 +2,8 @@
 //!
 //! Nearly every configuration is the annotated default with values changed:
 //! comments, `[section]` and `[service.NAME]` headers, and `key = value`
-//! lines whose values are whole numbers, strings without escapes, or arrays
-//! of such strings. This reader takes exactly that, in one pass over the
+//! lines whose values are whole numbers, strings without escapes, booleans,
+//! or arrays of such strings. This reader takes exactly that, in one pass over the
 //! bytes and without building a document, and gives up at anything else,
 //! mistakes included. The full TOML reader then reads the file, and explains
 //! whatever is wrong. So this reader decides nothing of its own: what it
@@ -91,6 +91,7 @@ fn set(config: &mut Config, table: Table<'_>, key: &str, value: SettingValue<'_>
             match key {
                 "not_configured" => service.not_configured = read.not_configured,
                 "remember_seconds" => service.remember_seconds = read.remember_seconds,
+                "break_glass" => service.break_glass = read.break_glass,
                 _ => return None,
             }
             Some(())
@@ -195,10 +196,14 @@ impl<'a> Reader<'a> {
         Some(table)
     }
 
-    /// A whole number, a string, or an array of strings.
+    /// A whole number, a string, a boolean, or an array of strings.
     fn value(&mut self) -> Option<SettingValue<'a>> {
         match self.peek()? {
             b'"' | b'\'' => self.string().map(SettingValue::Text),
+            // Anything run on after the word (`truex`) fails the caller's
+            // end-of-line check.
+            b't' => self.word(b"true").map(|()| SettingValue::Bool(true)),
+            b'f' => self.word(b"false").map(|()| SettingValue::Bool(false)),
             b'[' => {
                 self.i += 1;
                 let mut items = Vec::new();
@@ -218,6 +223,13 @@ impl<'a> Reader<'a> {
             }
             _ => self.integer().map(SettingValue::Integer),
         }
+    }
+
+    /// Exactly `word`.
+    fn word(&mut self, word: &[u8]) -> Option<()> {
+        self.b[self.i..]
+            .starts_with(word)
+            .then(|| self.i += word.len())
     }
 
     /// A one-line string, basic (`"..."`) without escapes or literal (`'...'`).
@@ -325,6 +337,7 @@ mod tests {
             "[groups]\nrequire = [ \"wheel\" , 'adm' , ]\nexempt = [\n  # services\n  \"backup\", # nightly\n  \"cron\"\n]\n",
             "[groups]\nrequire = []\nexempt = [\n]\n",
             "[service.sshd]\nnot_configured = \"deny\"\n[service.sudo-i]\nremember_seconds = 300\n[service.su]\n",
+            "[service.login]\nbreak_glass = true\n[service.sshd]\nbreak_glass = false # remote\n",
             "[paths]\nstate_dir = \"/srv/mfa/\u{fc}sers\"\nkey_file = '/srv/mfa/master\\key'\n",
         ] {
             let plain = read(text);
@@ -351,6 +364,11 @@ mod tests {
             "[totp]\nwindow = 2.0\n",
             "[totp]\nwindow = 1979-05-27\n",
             "[totp]\nwindow = true\n",
+            "[service.login]\nbreak_glass = truex\n",
+            "[service.login]\nbreak_glass = True\n",
+            "[service.login]\nbreak_glass = 1\n",
+            "[service.login]\nbreak_glass = \"true\"\n",
+            "[policy]\nbreak_glass = true\n",
             "[totp]\nwindow = 01\n",
             "[totp]\nwindow = 1__0\n",
             "[totp]\nwindow = 1_\n",
