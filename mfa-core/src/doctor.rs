@@ -14,6 +14,9 @@ use crate::keys::{EnrollmentPublicKey, Generation, MasterKey};
 use crate::spool;
 use crate::store::Store;
 
+mod services;
+pub use services::{check_account_last, check_service_coverage, check_service_tables};
+
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -150,6 +153,9 @@ pub fn run(config_path: &Path, trust: FileTrust, system: &SystemPaths) -> Vec<Fi
         out.extend(check_stack(&system.pam_d, service, configure_used));
     }
     out.extend(check_common_auth(&system.pam_d));
+    out.extend(check_service_coverage(&system.pam_d));
+    out.extend(check_account_last(&system.pam_d));
+    out.extend(check_service_tables(&system.pam_d, &config));
     out.extend(check_sshd(&system.sshd_config));
     out.extend(check_sudo_timestamp(&system.sudoers, &system.sudoers_d));
     out
@@ -478,14 +484,18 @@ pub fn check_stack(pam_d: &Path, service: &str, configure_used: bool) -> Vec<Fin
     out
 }
 
-/// pam_mfa in common-auth applies to every service that includes it.
+/// pam_mfa in common-auth applies to every service that includes it: the
+/// way to cover them all (`check_service_coverage` lists them), and a
+/// reminder of the services that cannot ask a second question.
 pub fn check_common_auth(pam_d: &Path) -> Vec<Finding> {
     match read_stack(pam_d, "common-auth", 0) {
         Some(lines) if lines.iter().any(|l| is_mfa(&l.module)) => vec![finding(
-            Level::Warning,
+            Level::Info,
             "pam.d/common-auth",
-            "pam_mfa is in common-auth, so every service that includes it (su, login, cron, screen lockers...) asks for a code",
-            "put pam_mfa in the stacks of sshd and sudo instead, or enable it with pam-auth-update only if that is what you want",
+            "pam_mfa is in common-auth (pam-auth-update), so every service that includes it asks enrolled users for a code: \
+             login, su, su-l, sudo, sudo-i, sshd with a password, polkit, screen lockers; \
+             a service that can ask only for a password (mail, FTP) refuses enrolled users",
+            "",
         )],
         _ => Vec::new(),
     }
