@@ -526,6 +526,14 @@ fn check_enabled_stacks(system: &System) {
         account.join("\n")
     );
     assert_eq!(control_of(&account, "pam_mfa.so"), "required");
+    // The account part saves a device enrolled at the prompt whatever the
+    // modules after it decide, so it runs last (the profile's Priority 0).
+    assert_eq!(
+        account.iter().rposition(|l| l.starts_with("account")),
+        Some(position(&account, "pam_mfa.so")),
+        "pam_mfa's account line is the last one:\n{}",
+        account.join("\n")
+    );
 }
 
 fn no_pam_mfa_in_stacks(system: &System) {
