@@ -146,6 +146,11 @@ fn begin(handle: Handle, argv: Option<Vec<&str>>, flags: c_int) -> Result<Call, 
 
 impl Call {
     fn host(&self) -> Result<Host, Setup> {
+        self.open(self.config()?)
+    }
+
+    /// Reads the configuration file and the arguments over it.
+    fn config(&self) -> Result<Config, Setup> {
         let config = Config::load(
             self.args.config_path(),
             FileTrust::ROOT,
@@ -162,6 +167,11 @@ impl Call {
                     .reason(format!("setting {line}")));
             }
         }
+        Ok(config)
+    }
+
+    /// Loads the key and checks the store that `config` names.
+    fn open(&self, config: Config) -> Result<Host, Setup> {
         let hostname = nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok())
@@ -189,8 +199,8 @@ impl Call {
 }
 
 fn authenticate(call: &Call) -> c_int {
-    let host = match call.host() {
-        Ok(h) => h,
+    let config = match call.config() {
+        Ok(c) => c,
         Err(e) => return pam_code(Err(&e)),
     };
     let Some(user) = call.handle.user() else {
@@ -198,6 +208,16 @@ fn authenticate(call: &Call) -> c_int {
             .service(&call.service)
             .reason("no user name from the application"));
         return pam_code(Err(&Setup::NoUser));
+    };
+    // Before the key and the store are opened: a console break-glass login
+    // is the way back in when they are what is broken.
+    if let Some(Report { outcome, events }) = flow::break_glass(&config, &call.request(&user)) {
+        log_all(&events);
+        return pam_code(Ok(&outcome));
+    }
+    let host = match call.open(config) {
+        Ok(h) => h,
+        Err(e) => return pam_code(Err(&e)),
     };
     let mut prompter = call.handle.conversation().map(PamPrompter::new);
     let Report { outcome, events } = flow::authenticate(

@@ -38,6 +38,7 @@ pub struct Converse<'a> {
     no_conv: bool,
     real_fail_delay: bool,
     rhost: Option<String>,
+    tty: Option<String>,
     conv_fail_at: Option<u32>,
     threads: u32,
     repeat: u32,
@@ -63,6 +64,7 @@ impl<'a> Converse<'a> {
             no_conv: false,
             real_fail_delay: false,
             rhost: None,
+            tty: None,
             conv_fail_at: None,
             threads: 1,
             repeat: 1,
@@ -147,6 +149,13 @@ impl<'a> Converse<'a> {
         self
     }
 
+    /// Sets `PAM_TTY` (e.g. `tty1` for a console, `pts/0` for a terminal window).
+    #[must_use]
+    pub fn tty(mut self, tty: &str) -> Self {
+        self.tty = Some(tty.to_owned());
+        self
+    }
+
     /// Makes the `call`-th conversation call (from 1) of each transaction fail.
     #[must_use]
     pub fn conv_fail_at(mut self, call: u32) -> Self {
@@ -194,6 +203,9 @@ impl<'a> Converse<'a> {
         }
         if let Some(host) = &self.rhost {
             args.extend(["--rhost".into(), host.into()]);
+        }
+        if let Some(tty) = &self.tty {
+            args.extend(["--tty".into(), tty.into()]);
         }
         if let Some(n) = self.conv_fail_at {
             args.extend(["--conv-fail-at".into(), n.to_string().into()]);

@@ -51,6 +51,7 @@ pub const PAM_SUCCESS: c_int = 0;
 pub const PAM_BUF_ERR: c_int = 5;
 pub const PAM_CONV_ERR: c_int = 19;
 
+pub const PAM_TTY: c_int = 3;
 pub const PAM_RHOST: c_int = 4;
 pub const PAM_FAIL_DELAY: c_int = 10;
 

@@ -10,6 +10,8 @@ use common::{
     password_then_code, policy, record_path, sandbox_with, status, texts, CODE_PROMPT,
     NEW_DEVICE_PROMPT, PASSWORD_PROMPT,
 };
+use std::os::unix::fs::PermissionsExt;
+
 use pam_mfa_e2e::protocol::Message;
 use pam_mfa_e2e::{oathtool_code, Converse, Op, PamCode, Style, TestUser, Transcript};
 
@@ -675,4 +677,252 @@ fn the_man_page_example_denies_unenrolled_members_of_a_required_group() {
         .assert_prompts(&[PASSWORD_PROMPT, NEW_DEVICE_PROMPT]);
     assert!(secret.is_some(), "{t}");
     assert!(status(&sb, other.uid()).enrolled, "{t}");
+}
+
+/// What pam_mfa does with an unenrolled user, as seen from pamtester.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// Nothing asked, the login passes (skip, exempt).
+    Passes,
+    /// The enrollment is offered: the new device's code is asked.
+    Enrollment,
+    /// The code is asked, then the login is refused.
+    Refused,
+}
+
+/// Runs pamtester for `user` on `service` (pam_mfa, and `pam_permit`
+/// behind it for `PAM_IGNORE`) answering anything asked with a non-code.
+fn seen_by_pamtester(sb: &pam_mfa_e2e::Sandbox, service: &str, user: &TestUser) -> Seen {
+    let run = sb.pamtester(service, user.name(), &["authenticate"], &["not-a-code"]);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    let enrollment = out.contains(NEW_DEVICE_PROMPT.trim_end());
+    let code = out.contains(CODE_PROMPT.trim_end());
+    match (run.success(), enrollment, code) {
+        (true, false, false) => Seen::Passes,
+        (false, true, false) if out.contains("Authentication failure") => Seen::Enrollment,
+        (false, false, true) if out.contains("Authentication failure") => Seen::Refused,
+        _ => panic!("unexpected pamtester run:\n{run}"),
+    }
+}
+
+#[test]
+fn the_strictest_policy_applies_to_unenrolled_users_across_the_whole_matrix() {
+    const POLICY_ORDER: [&str; 3] = ["skip", "configure", "deny"];
+    let member = TestUser::create("polmxm");
+    let outsider = TestUser::create("polmxn");
+    let exempt = TestUser::create("polmxe");
+    let sb = sandbox_with(common::FAST);
+    common::ignore_falls_through(&sb, "sshd");
+    let mut rows = Vec::new();
+    for base in POLICY_ORDER {
+        for service in [None, Some("skip"), Some("configure"), Some("deny")] {
+            for require_policy in ["configure", "deny"] {
+                let table = service.map_or(String::new(), |p| {
+                    format!("[service.sshd]\nnot_configured = \"{p}\"\n")
+                });
+                sb.write_config(&format!(
+                    "[policy]\nnot_configured = \"{base}\"\n\n\
+                     [groups]\nrequire = [\"{}\"]\nrequire_policy = \"{require_policy}\"\n\
+                     exempt = [\"{}\"]\n\n{}\n{table}",
+                    primary_group(&member),
+                    primary_group(&exempt),
+                    common::FAST,
+                ));
+                for (who, user) in [
+                    ("member", &member),
+                    ("outsider", &outsider),
+                    ("exempt", &exempt),
+                ] {
+                    // The strictest of the policies that apply to this user.
+                    let mut applies = vec![base];
+                    applies.extend(service);
+                    if who == "member" {
+                        applies.push(require_policy);
+                    }
+                    let strictest = applies
+                        .iter()
+                        .map(|p| POLICY_ORDER.iter().position(|o| o == p).unwrap())
+                        .max()
+                        .map(|i| POLICY_ORDER[i])
+                        .unwrap();
+                    let expected = match (who, strictest) {
+                        ("exempt", _) | (_, "skip") => Seen::Passes,
+                        (_, "configure") => Seen::Enrollment,
+                        _ => Seen::Refused,
+                    };
+                    let seen = seen_by_pamtester(&sb, "sshd", user);
+                    rows.push(format!(
+                        "base {base:9} service {:9} require_policy {require_policy:9} {who:8} -> {seen:?}",
+                        service.unwrap_or("-")
+                    ));
+                    assert_eq!(seen, expected, "{}", rows.join("\n"));
+                    assert!(!record_path(&sb, user.uid()).exists());
+                }
+            }
+        }
+    }
+    assert_eq!(rows.len(), 3 * 4 * 2 * 3);
+}
+
+#[test]
+fn a_service_table_with_capitals_fails_closed_and_says_libpam_lowercases_names() {
+    let sb = sandbox_with(&policy("skip"));
+    sb.write_config(&format!(
+        "{}\n[service.SSHD]\nnot_configured = \"deny\"\n",
+        policy("skip")
+    ));
+    let user = TestUser::create("polcaps");
+    password_then_code(&sb, "sshd", "requisite");
+    let t = login(&sb, "sshd", &user, || "123456".to_owned());
+    t.assert_rc(Op::Authenticate, PamCode::SERVICE_ERR)
+        .assert_prompts(&[PASSWORD_PROMPT]);
+    let line = expect_event(&t, "config_failure", &[("service", "sshd")]);
+    let reason = line.get("reason").unwrap_or_default();
+    assert!(
+        reason.contains("libpam lowercases") && reason.contains("[service.sshd]"),
+        "{reason}"
+    );
+    assert!(!record_path(&sb, user.uid()).exists(), "{t}");
+}
+
+// ---------------------------------------------------------------------------
+// break_glass: a console login steps aside, logged at alert each time
+
+/// `deny` for users without a device, `login` with `break_glass`, and the
+/// password before pam_mfa on `login` and `sudo`.
+fn break_glass_sandbox() -> pam_mfa_e2e::Sandbox {
+    let sb = sandbox_with(&format!(
+        "{}\n[service.login]\nbreak_glass = true\n",
+        policy("deny")
+    ));
+    password_then_code(&sb, "login", "requisite");
+    password_then_code(&sb, "sudo", "requisite");
+    sb
+}
+
+#[test]
+fn break_glass_lets_a_console_login_in_without_a_code_and_logs_an_alert() {
+    let sb = break_glass_sandbox();
+    let enrolled = TestUser::create("polbge");
+    let unenrolled = TestUser::create("polbgu");
+    enroll(&sb, &enrolled);
+    for (user, tty) in [
+        (&enrolled, "tty1"),
+        (&enrolled, "/dev/tty2"),
+        (&unenrolled, "tty63"),
+        (&enrolled, "/dev/console"),
+    ] {
+        let t = sb.converse(
+            Converse::new("login", user.name())
+                .tty(tty)
+                .ops(&[Op::Authenticate, Op::AcctMgmt])
+                .answer_with(password_and(user.password(), || {
+                    panic!("no code may be asked on the console")
+                })),
+        );
+        t.assert_success().assert_prompts(&[PASSWORD_PROMPT]);
+        let line = expect_event(
+            &t,
+            "break_glass",
+            &[("user", user.name()), ("service", "login")],
+        );
+        assert!(
+            line.get("reason").is_some_and(|r| r.contains(tty)),
+            "the console is named: {line:?}"
+        );
+        assert_no_event(&t, "auth_success");
+    }
+    // Every use is logged, not only the first.
+    let alerts = sb
+        .syslog()
+        .lines()
+        .into_iter()
+        .filter(|l| l.tag == "pam_mfa" && l.message.starts_with("event=break_glass"))
+        .count();
+    assert_eq!(alerts, 4);
+    // The code itself was never used.
+    let s = status(&sb, enrolled.uid());
+    assert_eq!((s.failures, s.devices[0].last_used_step), (0, None));
+}
+
+#[test]
+fn break_glass_asks_for_the_code_off_the_console_or_on_other_services() {
+    let sb = break_glass_sandbox();
+    let user = TestUser::create("polbgn");
+    let device = enroll(&sb, &user);
+    let cases: [(&str, Option<&str>, Option<&str>); 5] = [
+        ("login", Some("pts/0"), None),
+        ("login", Some("/dev/pts/3"), None),
+        ("login", Some("tty1"), Some("192.0.2.7")),
+        ("login", None, None),
+        ("sudo", Some("tty1"), None),
+    ];
+    for (service, tty, rhost) in cases {
+        forget_last_step(&sb, user.uid());
+        let mut c = Converse::new(service, user.name())
+            .ops(&[Op::Authenticate, Op::AcctMgmt])
+            .answer_with(password_and(user.password(), || code_now(&device.secret)));
+        if let Some(tty) = tty {
+            c = c.tty(tty);
+        }
+        if let Some(rhost) = rhost {
+            c = c.rhost(rhost);
+        }
+        let t = sb.converse(c);
+        t.assert_success()
+            .assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
+        expect_event(&t, "auth_success", &[("service", service)]);
+        assert_no_event(&t, "break_glass");
+    }
+}
+
+#[test]
+fn break_glass_is_the_way_in_when_the_master_key_is_gone() {
+    let sb = break_glass_sandbox();
+    let user = TestUser::create("polbgk");
+    let device = enroll(&sb, &user);
+    std::fs::remove_file(sb.key_file()).unwrap();
+    let remote = sb.converse(
+        Converse::new("login", user.name())
+            .tty("pts/0")
+            .answer_with(password_and(user.password(), || code_now(&device.secret))),
+    );
+    remote.assert_rc(Op::Authenticate, PamCode::AUTHINFO_UNAVAIL);
+    let console = sb.converse(
+        Converse::new("login", user.name())
+            .tty("tty1")
+            .ops(&[Op::Authenticate, Op::AcctMgmt])
+            .answer_with(password_and(user.password(), || {
+                panic!("no code may be asked on the console")
+            })),
+    );
+    console.assert_success().assert_prompts(&[PASSWORD_PROMPT]);
+    expect_event(&console, "break_glass", &[("user", user.name())]);
+}
+
+#[test]
+fn pamtester_with_a_console_tty_steps_aside_only_where_break_glass_is_set() {
+    let sb = break_glass_sandbox();
+    let user = TestUser::create("polbgp");
+    common::ignore_falls_through(&sb, "login");
+    common::ignore_falls_through(&sb, "sudo");
+    // pamtester sets PAM_TTY with -I; a wrapper puts it before its usual arguments.
+    let wrapper = sb.path("pamtester-on-tty1");
+    std::fs::write(&wrapper, "#!/bin/sh\nexec pamtester -I tty=tty1 \"$@\"\n").unwrap();
+    std::fs::set_permissions(&wrapper, PermissionsExt::from_mode(0o755)).unwrap();
+    let console = sb.pamtester_via(&wrapper, "login", user.name(), &["authenticate"], &[]);
+    console.assert_success();
+    let sudo = sb.pamtester_via(&wrapper, "sudo", user.name(), &["authenticate"], &["x"]);
+    sudo.assert_failure();
+    assert!(
+        format!("{}{}", sudo.stdout, sudo.stderr).contains(CODE_PROMPT.trim_end()),
+        "{sudo}"
+    );
+    let lines = sb.syslog().lines();
+    let breaks: Vec<_> = lines
+        .iter()
+        .filter(|l| l.tag == "pam_mfa" && l.message.starts_with("event=break_glass"))
+        .collect();
+    assert_eq!(breaks.len(), 1, "{lines:#?}");
+    assert_eq!(breaks[0].severity(), Some(1), "{}", breaks[0]);
 }

@@ -315,7 +315,7 @@ pub fn documented_severity(event: &str) -> u8 {
         "auth_success" | "auth_skipped" | "recovery_code_used" | "device_enrolled" | "debug" => 6,
         "auth_failure" | "auth_denied" | "auth_throttled" | "auth_no_conversation" => 5,
         "auth_replay" | "auth_locked" | "config_failure" | "key_failure" | "internal_error" => 4,
-        "record_slot_discarded" | "store_failure" => 1,
+        "record_slot_discarded" | "store_failure" | "break_glass" => 1,
         other => panic!("no documented level for event {other}"),
     }
 }

@@ -5,8 +5,8 @@
 //! ```text
 //! pam-converse --service NAME [--user NAME] [--answer TEXT]... [--answers-from-stdin]
 //!              [--ops authenticate,acct_mgmt,setcred] [--silent] [--no-conv]
-//!              [--rhost HOST] [--conv-fail-at N] [--threads N] [--repeat M]
-//!              [--real-fail-delay]
+//!              [--rhost HOST] [--tty TTY] [--conv-fail-at N] [--threads N]
+//!              [--repeat M] [--real-fail-delay]
 //! ```
 //!
 //! Exit status: 0 if every op of every transaction returned `PAM_SUCCESS`,
@@ -28,7 +28,7 @@ use pam_mfa_e2e::protocol::{At, Event, EventLine, Line, Op, OpLine, Style};
 const USAGE: &str = "\
 usage: pam-converse --service NAME [--user NAME] [--answer TEXT]... [--answers-from-stdin]
                     [--ops authenticate,acct_mgmt,setcred,open_session,close_session]
-                    [--silent] [--no-conv] [--rhost HOST] [--conv-fail-at N]
+                    [--silent] [--no-conv] [--rhost HOST] [--tty TTY] [--conv-fail-at N]
                     [--threads N] [--repeat M] [--real-fail-delay]
 
 Runs PAM transactions through libpam and prints each conversation message and
@@ -36,7 +36,7 @@ each result as a JSON line. Prompts are answered in order from --answer, or
 with --answers-from-stdin one line of stdin per prompt, read when the prompt
 arrives; when answers run out the conversation returns PAM_CONV_ERR.
 Without --user, PAM_USER is unset and a module must ask for it.
---no-conv passes a NULL conversation function. --conv-fail-at N fails the
+--rhost and --tty set PAM_RHOST and PAM_TTY. --no-conv passes a NULL conversation function. --conv-fail-at N fails the
 N-th conversation call of each transaction. libpam's failure delay is
 recorded as a fail_delay line instead of slept, unless --real-fail-delay.
 --threads N runs N threads at once, each running --repeat M transactions on
@@ -61,6 +61,7 @@ struct Options {
     no_conv: bool,
     real_fail_delay: bool,
     rhost: Option<CString>,
+    tty: Option<CString>,
     conv_fail_at: Option<u32>,
     threads: u32,
     repeat: u32,
@@ -90,6 +91,7 @@ impl Options {
         let mut no_conv = false;
         let mut real_fail_delay = false;
         let mut rhost = None;
+        let mut tty = None;
         let mut conv_fail_at = None;
         let mut threads = 1;
         let mut repeat = 1;
@@ -111,6 +113,7 @@ impl Options {
                 "--no-conv" => no_conv = true,
                 "--real-fail-delay" => real_fail_delay = true,
                 "--rhost" => rhost = Some(c_string(value()?, "--rhost")?),
+                "--tty" => tty = Some(c_string(value()?, "--tty")?),
                 "--conv-fail-at" => conv_fail_at = Some(number(&value()?, &flag, u32::MAX)?),
                 "--threads" => threads = number(&value()?, &flag, 1024)?,
                 "--repeat" => repeat = number(&value()?, &flag, 1_000_000)?,
@@ -137,6 +140,7 @@ impl Options {
             no_conv,
             real_fail_delay,
             rhost,
+            tty,
             conv_fail_at,
             threads,
             repeat,
@@ -436,9 +440,10 @@ fn transaction(shared: &Shared, at: At) -> bool {
         pamh,
         last: ffi::PAM_SUCCESS,
     };
-    if let Some(rhost) = &opts.rhost {
+    for (item, value) in [(ffi::PAM_RHOST, &opts.rhost), (ffi::PAM_TTY, &opts.tty)] {
+        let Some(value) = value else { continue };
         // SAFETY: a live handle and a NUL-terminated string, which libpam copies.
-        let rc = unsafe { ffi::pam_set_item(handle.pamh, ffi::PAM_RHOST, rhost.as_ptr().cast()) };
+        let rc = unsafe { ffi::pam_set_item(handle.pamh, item, value.as_ptr().cast()) };
         if rc != ffi::PAM_SUCCESS {
             report(Op::Start, rc);
             return false;
@@ -574,6 +579,8 @@ mod tests {
             "--silent",
             "--rhost",
             "192.0.2.1",
+            "--tty",
+            "tty1",
             "--conv-fail-at",
             "3",
             "--threads",
@@ -586,6 +593,7 @@ mod tests {
         assert!(matches!(o.answers, Answers::Script(ref a) if a == &[b"one".to_vec(), Vec::new()]));
         assert_eq!(o.ops, [Op::Authenticate, Op::AcctMgmt, Op::Setcred]);
         assert_eq!(o.rhost.unwrap().as_bytes(), b"192.0.2.1");
+        assert_eq!(o.tty.unwrap().as_bytes(), b"tty1");
         assert_eq!((o.threads, o.repeat, o.conv_fail_at), (8, 2, Some(3)));
         assert!(o.silent && o.real_fail_delay);
     }
@@ -602,6 +610,7 @@ mod tests {
             &["--service", "s", "--threads", "1025"],
             &["--service", "s", "--conv-fail-at", "-1"],
             &["--service", "s", "--rhost"],
+            &["--service", "s", "--tty"],
             &["--service", "s", "--bogus"],
         ] {
             assert!(parse(args).is_err(), "{args:?}");
