@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{Config, NotConfigured};
 use crate::fsutil::{self, Access, FileTrust};
 use crate::keys::{EnrollmentPublicKey, Generation, MasterKey};
+use crate::policy;
 use crate::spool;
 use crate::store::Store;
 
@@ -142,16 +143,12 @@ pub fn run(config_path: &Path, trust: FileTrust, system: &SystemPaths) -> Vec<Fi
     };
     out.extend(check_files(&config, trust));
     out.extend(check_record_keys(&config, trust));
-    let configure_used = config.policy.not_configured == NotConfigured::Configure
-        || config.groups.require_policy == NotConfigured::Configure
-            && !config.groups.require.is_empty()
-        || config
-            .service
-            .values()
-            .any(|s| s.not_configured == Some(NotConfigured::Configure));
     for service in ["sshd", "sudo"] {
+        let configure_used =
+            policy::unenrolled_policies(&config, service).contains(&NotConfigured::Configure);
         out.extend(check_stack(&system.pam_d, service, configure_used));
     }
+    out.extend(check_policy(&config));
     out.extend(check_common_auth(&system.pam_d));
     out.extend(check_service_coverage(&system.pam_d));
     out.extend(check_account_last(&system.pam_d));
@@ -680,4 +677,70 @@ pub fn check_sudo_timestamp(sudoers: &Path, sudoers_d: &Path) -> Vec<Finding> {
         )],
         Some(v) => vec![finding(Level::Ok, area, format!("timestamp_timeout={v} minutes"), "")],
     }
+}
+
+/// Policy settings that do not apply as written, and the services where a
+/// console login needs no code (`break_glass`). What applies is decided by
+/// [`policy::effective`]: the strictest of `[policy]`, `[service.NAME]` and,
+/// for members of `groups.require`, `groups.require_policy`.
+pub fn check_policy(config: &Config) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let base = config.policy.not_configured;
+    for (name, table) in &config.service {
+        let Some(written) = table.not_configured else {
+            continue;
+        };
+        let applied = policy::effective(config, name, &[]).not_configured;
+        if applied != written {
+            out.push(finding(
+                Level::Warning,
+                "config",
+                format!(
+                    "[service.{name}] sets not_configured = \"{written}\", but policy.not_configured = \"{base}\" is stricter and applies: a service table can only make the policy stricter"
+                ),
+                "make [policy] the loosest policy you want anywhere and set the stricter ones in [service.NAME] tables",
+            ));
+        }
+    }
+    let g = &config.groups;
+    if !g.require.is_empty() && policy::strictest(base, g.require_policy) != g.require_policy {
+        out.push(finding(
+            Level::Warning,
+            "config",
+            format!(
+                "groups.require_policy = \"{}\" has no effect: policy.not_configured = \"{base}\" is stricter and applies to members of groups.require too",
+                g.require_policy
+            ),
+            "set groups.require_policy = \"deny\", or remove groups.require",
+        ));
+    }
+    let glass: Vec<&str> = config
+        .service
+        .iter()
+        .filter(|(_, t)| t.break_glass)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !glass.is_empty() {
+        // On sudo, su and the like, whoever sits at a console already logged
+        // in would reach root without a code.
+        let level = if glass.iter().all(|s| *s == "login") {
+            Level::Info
+        } else {
+            Level::Warning
+        };
+        out.push(finding(
+            level,
+            "config",
+            format!(
+                "break_glass = true on {}: a login there from a local console (tty1 to tty63, console; no remote host) needs no code, and each one is logged at alert level (event=break_glass)",
+                glass.join(", ")
+            ),
+            if level == Level::Info {
+                ""
+            } else {
+                "keep break_glass to [service.login], the console login itself"
+            },
+        ));
+    }
+    out
 }

@@ -57,6 +57,21 @@ pub fn effective(config: &Config, service: &str, groups: &[String]) -> Effective
     }
 }
 
+/// The policies users without a device can meet on `service`, for
+/// `mfa-enroll doctor`: the one for users in no listed group and, when
+/// `groups.require` names any group, the one for its members (members of
+/// exempt groups are never asked).
+pub fn unenrolled_policies(config: &Config, service: &str) -> Vec<NotConfigured> {
+    let mut policies = vec![effective(config, service, &[]).not_configured];
+    if let Some(group) = config.groups.require.first() {
+        let member = effective(config, service, std::slice::from_ref(group));
+        if !policies.contains(&member.not_configured) {
+            policies.push(member.not_configured);
+        }
+    }
+    policies
+}
+
 /// Whether [`effective`] needs the user's groups. Group lookups can scan
 /// all of /etc/group or reach LDAP: they are made only when a rule needs them.
 pub fn needs_groups(config: &Config) -> bool {
@@ -268,6 +283,19 @@ mod tests {
         assert_eq!(effective(&c, "sshd", &[]).remember_seconds, 0);
         assert_eq!(effective(&c, "sudo", &[]).remember_seconds, 600);
         assert_eq!(effective(&c, "login", &[]).remember_seconds, 300);
+    }
+
+    #[test]
+    fn doctor_sees_the_policies_of_outsiders_and_of_required_members() {
+        use NotConfigured::{Configure, Deny, Skip};
+        let c = config(Skip, None, Deny);
+        assert_eq!(unenrolled_policies(&c, "sudo"), [Skip, Deny]);
+        let c = config(Skip, Some(Deny), Configure);
+        assert_eq!(unenrolled_policies(&c, "sshd"), [Deny]);
+        assert_eq!(unenrolled_policies(&c, "sudo"), [Skip, Configure]);
+        let mut c = config(Configure, None, Deny);
+        c.groups.require.clear();
+        assert_eq!(unenrolled_policies(&c, "sudo"), [Configure]);
     }
 
     #[test]
