@@ -103,11 +103,14 @@ pub fn self_enrollment(
             .map_err(|e| e.to_string())?
             .device;
         let request = Pending {
+            id: Pending::new_id().map_err(|e| e.to_string())?,
             created: now,
             request: Request::Device {
                 device,
                 recovery: population.recovery().clone(),
+                code: None,
             },
+            proof: None,
         };
         let start = Instant::now();
         let sealed = request.seal(&public, uid).map_err(|e| e.to_string())?;

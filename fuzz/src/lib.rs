@@ -38,9 +38,9 @@ use mfa_core::fsutil::FileTrust;
 use mfa_core::import::{parse_google_authenticator, parse_oath_usersfile, OathEntry};
 use mfa_core::input::{self, Input, InvalidInput, MAX_INPUT_BYTES};
 use mfa_core::keys::MasterKey;
-use mfa_core::pending::{Pending, Request as PendingRequest};
-use mfa_core::record::{Device, LastSuccess, Record};
-use mfa_core::recovery::{self, KdfParams, RecoveryHashes};
+use mfa_core::pending::{self, Pending, Proof, Request as PendingRequest};
+use mfa_core::record::{Device, LastSuccess, Record, WRITE_VERSION};
+use mfa_core::recovery::{self, CodeFormat, KdfParams, RecoveryHashes};
 use mfa_core::store::{decode_record_file, Store};
 use mfa_core::throttle::{self, Gate};
 use mfa_core::totp::{self, Algorithm, TotpParams, MIN_SECRET_BYTES};
@@ -326,19 +326,21 @@ fn tamper(c: &mut Choices<'_>, bytes: &mut Vec<u8>) {
     }
 }
 
-/// Mode byte even: `Record::decode` on raw bytes, and a decoded record must
-/// encode and decode to itself. Odd: a sealed two-slot file with edits must
+/// Mode byte even: `Record::decode` on raw bytes (format 1 or 2, by the
+/// mode's second bit), and a decoded record must encode (in the current
+/// format) and decode to itself. Odd: a sealed two-slot file with edits must
 /// open to one of the two states written, or be refused.
 pub fn record(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
     if mode & 1 == 0 {
-        if let Ok(r) = Record::decode(rest) {
+        let version = if mode & 2 == 0 { 1 } else { WRITE_VERSION };
+        if let Ok(r) = Record::decode(rest, version) {
             let encoded = r
                 .encode()
                 .unwrap_or_else(|e| panic!("a record that decodes does not encode: {e}: {r:?}"));
-            let again = Record::decode(&encoded).expect("an encoded record decodes");
+            let again = Record::decode(&encoded, WRITE_VERSION).expect("an encoded record decodes");
             assert_eq!(again, r, "decode(encode(r)) != r");
         }
         return;
@@ -394,11 +396,14 @@ fn sealed_pending() -> &'static SealedPending {
         let keys = MasterKey::generate(BASE_TIME).expect("a master key");
         let (_, recovery) = recovery::generate(2, 10, FAST_KDF).expect("codes");
         let pending = Pending {
+            id: [7; 16],
             created: BASE_TIME,
             request: PendingRequest::Device {
-                device: sample_device("tablet", b"abcdefghijabcdefghij", Some(7)),
+                device: sample_device("tablet", b"abcdefghijabcdefghij", None),
                 recovery,
+                code: Some(Zeroizing::new("123456".to_owned())),
             },
+            proof: Some(Proof::Totp(Zeroizing::new("654321".to_owned()))),
         };
         let sealed = pending
             .seal(&keys.enrollment_public_key(), SEALED_UID)
@@ -411,16 +416,19 @@ fn sealed_pending() -> &'static SealedPending {
     })
 }
 
-/// Mode byte even: `Pending::decode` on raw bytes (a decoded request must
-/// encode to bytes that decode to it). Odd: a sealed file with edits opens
+/// Mode byte even: `Pending::decode` on raw bytes, format 1 or 2 by the
+/// mode's second bit (a decoded request must encode to bytes that decode, in
+/// the current format, to it; a format 1 request keeps its derived id). Odd: a sealed file with edits opens
 /// to exactly what was sealed, or not at all.
 pub fn pending(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
     if mode & 1 == 0 {
-        if let Ok(p) = Pending::decode(rest) {
-            let again = Pending::decode(&p.encode()).expect("an encoded request decodes");
+        let version = if mode & 2 == 0 { 1 } else { pending::FORMAT };
+        if let Ok(p) = Pending::decode(rest, version) {
+            let again =
+                Pending::decode(&p.encode(), pending::FORMAT).expect("an encoded request decodes");
             assert_eq!(again, p, "decode(encode(p)) != p");
         }
         return;
@@ -437,15 +445,15 @@ pub fn pending(data: &[u8]) {
     } else {
         SEALED_UID
     };
-    match sp.keys.open_enrollment(&bytes, uid) {
-        Ok(plain) => {
+    match sp.keys.open_request(&bytes, uid) {
+        Ok((version, plain)) => {
             assert_eq!(uid, SEALED_UID, "a pending file opened for another uid");
             assert_eq!(
                 plain.as_slice(),
                 sp.plaintext.as_slice(),
                 "a tampered pending file opened to other contents"
             );
-            Pending::decode(&plain).expect("what was sealed decodes");
+            Pending::decode(&plain, version).expect("what was sealed decodes");
         }
         Err(_) => assert!(edited || uid != SEALED_UID, "an untouched file was refused"),
     }
@@ -456,13 +464,16 @@ pub fn pending(data: &[u8]) {
 // What the user types
 
 /// `input::classify` and `input::parse_totp` agree with each other and with
-/// SECURITY.md item 5, for every digits/length setting.
+/// SECURITY.md item 5, for every digits setting and recovery code format.
 pub fn code_input(data: &[u8]) {
     let mut c = Choices::new(data);
     let digits = 6 + u8::try_from(c.below(3)).unwrap_or(0);
-    let length = 10 + u8::try_from(c.below(23)).unwrap_or(0);
+    let format = match c.below(3) {
+        0 => CodeFormat::Base32,
+        n => CodeFormat::Digits(if n == 1 { 8 } else { digits }),
+    };
     let raw = c.rest();
-    let classified = input::classify(raw, digits, length);
+    let classified = input::classify(raw, &[digits], Some(format));
     let totp = input::parse_totp(raw, digits);
     let all_digits = !raw.is_empty() && raw.iter().all(u8::is_ascii_digit);
     match &classified {
@@ -477,15 +488,14 @@ pub fn code_input(data: &[u8]) {
         }
         Input::Recovery(candidate) => {
             assert!(raw.len() <= MAX_INPUT_BYTES && raw.is_ascii() && !raw.contains(&0));
-            assert_eq!(candidate.as_str().len(), usize::from(length));
-            let again = recovery::normalize(candidate.as_bytes(), length)
-                .expect("a normalized code normalizes");
-            assert_eq!(
-                again.as_str(),
-                candidate.as_str(),
-                "normalize is not idempotent"
-            );
+            check_candidate(format, candidate);
             assert!(totp.is_err(), "a TOTP code was taken for a recovery code");
+        }
+        Input::Either(code, candidate) => {
+            assert_eq!(code.as_bytes(), raw);
+            assert!(totp.is_ok(), "classify and parse_totp disagree");
+            assert_eq!(format, CodeFormat::Digits(digits), "only digit codes overlap");
+            check_candidate(format, candidate);
         }
         Input::Invalid(reason) => {
             assert!(totp.is_err(), "classify refused what parse_totp took");
@@ -498,6 +508,24 @@ pub fn code_input(data: &[u8]) {
     if raw.len() > MAX_INPUT_BYTES {
         assert!(matches!(totp, Err(InvalidInput::TooLong)));
     }
+}
+
+/// A candidate is of its set's format, and normalizing it again changes
+/// nothing.
+fn check_candidate(format: CodeFormat, candidate: &recovery::Candidate) {
+    match format {
+        CodeFormat::Base32 => assert!((usize::from(recovery::MIN_LENGTH)
+            ..=usize::from(recovery::MAX_LENGTH))
+            .contains(&candidate.as_str().len())),
+        CodeFormat::Digits(n) => {
+            assert_eq!(candidate.as_str().len(), usize::from(n));
+            assert!(candidate.as_bytes().iter().all(u8::is_ascii_digit));
+        }
+    }
+    let again = format
+        .candidate(candidate.as_bytes())
+        .expect("a normalized code normalizes");
+    assert_eq!(again.as_str(), candidate.as_str(), "normalize is not idempotent");
 }
 
 // ---------------------------------------------------------------------------
@@ -883,7 +911,8 @@ impl FlowFixture {
         }
         if c.flag() {
             let service = ["sshd", "sudo"][c.below(2)];
-            before.last_success = Some(LastSuccess::new(now - c.below(600) as u64, service, ""));
+            before.last_success =
+                Some(LastSuccess::new(now - c.below(600) as u64, service, "", ""));
         }
         {
             let mut state = host.store.open_user(ALICE, &host.keys).expect("open alice");

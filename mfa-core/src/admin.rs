@@ -452,19 +452,37 @@ impl Provision {
     }
 
     /// The same device and recovery codes as a self-service request, to be
-    /// sealed into the spool instead of written to the store.
-    pub fn to_pending(&self, now: u64) -> crate::pending::Pending {
-        let device = self.record.devices[0].clone();
+    /// sealed into the spool instead of written to the store. `code` is the
+    /// code the new device showed when the user verified it at `now`;
+    /// `proof` a factor the user already has, if they have one.
+    ///
+    /// # Errors
+    /// [`RandomUnavailable`](crate::random::RandomUnavailable) for the request id.
+    pub fn to_pending(
+        &self,
+        now: u64,
+        code: crate::pending::Secret,
+        proof: Option<crate::pending::Proof>,
+    ) -> Result<crate::pending::Pending, crate::random::RandomUnavailable> {
+        let mut device = self.record.devices[0].clone();
+        // The module checks the code and sets the step it was used at.
+        device.last_used_step = None;
         // `provision` always makes a recovery set.
         let recovery = self
             .record
             .recovery
             .clone()
             .unwrap_or_else(|| unreachable!());
-        crate::pending::Pending {
+        Ok(crate::pending::Pending {
+            id: crate::pending::Pending::new_id()?,
             created: now,
-            request: crate::pending::Request::Device { device, recovery },
-        }
+            request: crate::pending::Request::Device {
+                device,
+                recovery,
+                code: Some(code),
+            },
+            proof,
+        })
     }
 }
 

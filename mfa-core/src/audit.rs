@@ -135,21 +135,19 @@ impl EventKind {
             RecoveryCodesRegenerated, StoreFailure, UserReset, UserUnlocked,
         };
         match self {
-            AuthSuccess
-            | AuthSkipped
-            | RecoveryCodeUsed
+            AuthSuccess | AuthSkipped | RecoveryCodeUsed | UserReset | UserUnlocked
+            | KeyCreated | KeyRotated | KeyRetired | RecordMigrated | PendingExpired | Debug => {
+                Severity::Info
+            }
+            // A change of a user's factors is what an intruder with the user's
+            // shell would try for; administrators watch for these lines.
+            AuthFailure
+            | AuthDenied
+            | AuthNoConversation
+            | AuthThrottled
             | DeviceEnrolled
             | DeviceRemoved
-            | RecoveryCodesRegenerated
-            | UserReset
-            | UserUnlocked
-            | KeyCreated
-            | KeyRotated
-            | KeyRetired
-            | RecordMigrated
-            | PendingExpired
-            | Debug => Severity::Info,
-            AuthFailure | AuthDenied | AuthNoConversation | AuthThrottled => Severity::Notice,
+            | RecoveryCodesRegenerated => Severity::Notice,
             AuthReplay | AuthLocked | PendingIgnored | ConfigFailure | KeyFailure
             | InternalError => Severity::Warning,
             // Every way around the second factor is an administrator's to know of.

@@ -137,6 +137,10 @@ impl Default for PolicyConfig {
     }
 }
 
+/// The TOTP periods the configuration accepts, in seconds (`totp.period`);
+/// self-service requests outside them are refused.
+pub const TOTP_PERIODS: std::ops::RangeInclusive<u32> = 10..=300;
+
 /// `[totp]`: the codes new devices produce and how they are checked.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default, expecting = "a [totp] table")]

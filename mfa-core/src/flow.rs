@@ -22,9 +22,10 @@ use crate::fsutil::FileTrust;
 use crate::input::{self, Input};
 use crate::keys::{KeyError, MasterKey};
 use crate::pending;
+use crate::pending::{Applied, Refusal};
 use crate::policy::{self, Effective};
 use crate::qr;
-use crate::record::{Device, LastSuccess, Record, MAX_DEVICES};
+use crate::record::{Device, FactorChange, LastSuccess, Notice, Record};
 use crate::recovery::RecoveryHashes;
 use crate::spool;
 use crate::store::{Store, StoreError, UserState};
@@ -224,69 +225,102 @@ pub struct Report {
     pub events: Vec<Event>,
 }
 
-/// What one answer amounts to: the verdict, how it was tried, which device
-/// matched, and recovery codes left if one was consumed (already removed
-/// from `record`).
-type Evaluation = (Verdict, Method, Option<usize>, Option<usize>);
+/// What one answer amounts to.
+struct Verification {
+    verdict: Verdict,
+    method: Method,
+    /// The device that matched (or whose used code was replayed).
+    device: Option<usize>,
+    /// Recovery codes left, if one was consumed (already removed from the
+    /// record).
+    recovery_left: Option<usize>,
+}
+
+impl Verification {
+    fn rejected(method: Method) -> Self {
+        Verification {
+            verdict: Verdict::Rejected,
+            method,
+            device: None,
+            recovery_left: None,
+        }
+    }
+}
 
 /// Checks an answer against the record, evaluating at most one TOTP window
-/// per device or one recovery-code hash.
+/// per device and one recovery-code hash. Each device is checked with its
+/// own digits, algorithm and period, and the recovery set with its own
+/// format, so a configuration changed after enrollment locks nobody out.
 fn evaluate(
     record: &mut Record,
     answer: &[u8],
-    cfg: &Config,
+    window: u8,
     now: u64,
-) -> Result<Evaluation, crate::recovery::RecoveryError> {
-    let digits = record
-        .devices
-        .first()
-        .map_or(cfg.totp.digits, |d| d.params.digits);
-    match input::classify(answer, digits, cfg.recovery.length) {
-        Input::Totp(code) => {
-            let mut found = (Verdict::Rejected, None);
-            for (i, d) in record.devices.iter().enumerate() {
-                let v = totp::verify(
-                    &d.secret,
-                    d.params,
-                    cfg.totp.window,
-                    now,
-                    d.last_used_step,
-                    &code,
-                );
-                match v {
-                    Verdict::Accepted { .. } => {
-                        found = (v, Some(i));
-                        break;
-                    }
-                    Verdict::Replayed { .. } if found.1.is_none() => found = (v, Some(i)),
-                    _ => {}
-                }
-            }
-            Ok((found.0, Method::Totp, found.1, None))
-        }
-        Input::Recovery(candidate) => {
-            let hit = match &record.recovery {
-                Some(r) => r.find(&candidate)?,
-                None => None,
-            };
-            Ok(match (hit, record.recovery.as_mut()) {
-                (Some(index), Some(r)) => {
-                    r.remove(index);
-                    let left = r.remaining();
-                    (
-                        Verdict::Accepted { step: 0 },
-                        Method::Recovery,
-                        None,
-                        Some(left),
-                    )
-                }
-                _ => (Verdict::Rejected, Method::Recovery, None, None),
-            })
-        }
+) -> Result<Verification, crate::recovery::RecoveryError> {
+    let digits: Vec<u8> = record.devices.iter().map(|d| d.params.digits).collect();
+    let format = record.recovery.as_ref().map(RecoveryHashes::format);
+    let (code, candidate) = match input::classify(answer, &digits, format) {
+        Input::Totp(code) => (Some(code), None),
+        Input::Recovery(candidate) => (None, Some(candidate)),
+        Input::Either(code, candidate) => (Some(code), Some(candidate)),
         // Malformed input is a guess like any other; the reason is not logged
         // because it could hint at what was typed.
-        Input::Invalid(_) => Ok((Verdict::Rejected, Method::Totp, None, None)),
+        Input::Invalid(_) => return Ok(Verification::rejected(Method::Totp)),
+    };
+    let mut totp_result = Verification::rejected(Method::Totp);
+    if let Some(code) = code {
+        for (i, d) in record.devices.iter().enumerate() {
+            if usize::from(d.params.digits) != code.as_bytes().len() {
+                continue;
+            }
+            let v = totp::verify(&d.secret, d.params, window, now, d.last_used_step, &code);
+            match v {
+                Verdict::Accepted { .. } => {
+                    return Ok(Verification {
+                        verdict: v,
+                        method: Method::Totp,
+                        device: Some(i),
+                        recovery_left: None,
+                    })
+                }
+                Verdict::Replayed { .. } if totp_result.device.is_none() => {
+                    totp_result.verdict = v;
+                    totp_result.device = Some(i);
+                }
+                _ => {}
+            }
+        }
     }
+    let Some(candidate) = candidate else {
+        return Ok(totp_result);
+    };
+    let hit = match &record.recovery {
+        Some(r) => r.find(&candidate)?,
+        None => None,
+    };
+    if let (Some(index), Some(r)) = (hit, record.recovery.as_mut()) {
+        if r.remove(index) {
+            return Ok(Verification {
+                verdict: Verdict::Accepted { step: 0 },
+                method: Method::Recovery,
+                device: None,
+                recovery_left: Some(r.remaining()),
+            });
+        }
+    }
+    // An answer that could be either and matched neither: say it was a TOTP
+    // code (replayed, if it was) unless only a recovery code fit.
+    Ok(
+        if totp_result.device.is_some() || code_was_tried(&digits, answer) {
+            totp_result
+        } else {
+            Verification::rejected(Method::Recovery)
+        },
+    )
+}
+
+fn code_was_tried(digits: &[u8], answer: &[u8]) -> bool {
+    answer.iter().all(u8::is_ascii_digit) && digits.iter().any(|&d| usize::from(d) == answer.len())
 }
 
 struct Flow<'a, P: Prompter, D: Directory, C: Clock> {
@@ -297,6 +331,8 @@ struct Flow<'a, P: Prompter, D: Directory, C: Clock> {
     clock: &'a C,
     events: Vec<Event>,
     pending: Option<spool::Found>,
+    /// Warnings for the user that wait until the login has succeeded.
+    deferred: Vec<String>,
 }
 
 /// The longest user name looked up; anything else is treated as unknown.
@@ -480,7 +516,26 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
                     let e = self.event(EventKind::PendingExpired).reason(summary);
                     self.events.push(e);
                 }
-                search.found
+                let found = search.found?;
+                // Checked before any work under the user's lock (SECURITY 27).
+                match pending::check_policy(&found.pending, cfg) {
+                    Ok(()) => Some(found),
+                    Err(refusal) => {
+                        let _ = spool::remove(&found);
+                        let e = self
+                            .event(EventKind::PendingIgnored)
+                            .uid(uid)
+                            .reason(format!(
+                                "self-service request {} refused and removed: {refusal}",
+                                found.path.display()
+                            ));
+                        self.events.push(e);
+                        self.deferred.push(format!(
+                            "Your request to change your second factor was refused: {refusal}."
+                        ));
+                        None
+                    }
+                }
             }
             Err(err) => {
                 let e = self.event(EventKind::PendingIgnored).uid(uid).reason(err);
@@ -533,15 +588,20 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         let remember = u64::from(policy.remember_seconds);
         if remember > 0 {
             if let Some(last) = &record.last_success {
-                if last.service == self.req.service
-                    && now >= last.time
-                    && now - last.time <= remember
-                {
+                // Bound to the place as well as the service: a success over
+                // ssh from one host does not open a login from another, nor
+                // sudo on one terminal a sudo on another.
+                let here = last.same_place(
+                    self.req.service,
+                    self.req.rhost.unwrap_or(""),
+                    self.req.tty.unwrap_or(""),
+                );
+                if here && now >= last.time && now - last.time <= remember {
                     let e = self
                         .event(EventKind::AuthSkipped)
                         .uid(uid)
                         .method(Method::Remembered)
-                        .reason("passed MFA recently on this service");
+                        .reason("passed MFA recently on this service, host and terminal");
                     return self.finish(Outcome::Success, e);
                 }
             }
@@ -557,6 +617,8 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
     }
 
     /// Locks, re-reads, verifies and commits; only then reveals the result.
+    /// A self-service request found before the prompt is checked and applied
+    /// in the same commit as the login (SECURITY 26).
     fn verify_answer(mut self, uid: u32, answer: &[u8]) -> Report {
         let host = self.host;
         let cfg = &host.config;
@@ -579,83 +641,174 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
             drop(state);
             return self.finish(outcome, e);
         }
-        let (verdict, method, device, remaining) = match evaluate(&mut record, answer, cfg, now) {
-            Ok(e) => e,
+        // Each device's last used step before this login: the floor for the
+        // code of an existing device a self-service request carries.
+        let before: Vec<Option<u64>> = record.devices.iter().map(|d| d.last_used_step).collect();
+        let v = match evaluate(&mut record, answer, cfg.totp.window, now) {
+            Ok(v) => v,
             Err(err) => {
                 drop(state);
                 let e = self.event(EventKind::InternalError).uid(uid).reason(err);
                 return self.finish(Outcome::Internal, e);
             }
         };
-        let device_name = device.map(|i| record.devices[i].name.clone());
-        match verdict {
-            Verdict::Accepted { step } => {
-                if let (Method::Totp, Some(i)) = (method, device) {
-                    record.devices[i].last_used_step = Some(step);
-                }
-                throttle::clear(&mut record);
-                record.last_success = Some(LastSuccess::new(
-                    now,
-                    self.req.service,
-                    self.req.rhost.unwrap_or(""),
-                ));
-                if let Err(err) = state.commit(&record, &host.keys) {
-                    drop(state);
-                    return self.store_failure(uid, &err);
-                }
+        let device_name = v.device.map(|i| record.devices[i].name.clone());
+        let Verdict::Accepted { step } = v.verdict else {
+            let replay = matches!(v.verdict, Verdict::Replayed { .. });
+            throttle::record_failure(&mut record, now);
+            if let Err(err) = state.commit(&record, &host.keys) {
                 drop(state);
-                let mut e = self.event(EventKind::AuthSuccess).uid(uid).method(method);
-                if let Some(d) = &device_name {
-                    e = e.device(d);
-                }
-                if let Some(left) = remaining {
-                    e = e.remaining(left);
-                    self.events.push(
-                        self.event(EventKind::RecoveryCodeUsed)
-                            .uid(uid)
-                            .remaining(left),
-                    );
-                    self.tell(&format!(
-                        "Recovery code accepted. {left} recovery code{} left.{}",
-                        if left == 1 { "" } else { "s" },
-                        if left <= 2 {
-                            " Ask for new ones soon (mfa-enroll)."
-                        } else {
-                            ""
-                        }
-                    ));
-                }
-                self.events.push(e);
-                if let Some(found) = self.pending.take() {
-                    self.activate_after_factor(uid, &found);
-                }
-                Report {
-                    outcome: Outcome::Success,
-                    events: self.events,
-                }
+                return self.store_failure(uid, &err);
             }
-            Verdict::Replayed { .. } | Verdict::Rejected => {
-                let replay = matches!(verdict, Verdict::Replayed { .. });
-                throttle::record_failure(&mut record, now);
-                if let Err(err) = state.commit(&record, &host.keys) {
-                    drop(state);
-                    return self.store_failure(uid, &err);
-                }
-                drop(state);
-                let kind = if replay {
-                    EventKind::AuthReplay
-                } else {
-                    EventKind::AuthFailure
-                };
-                let mut e = self.event(kind).uid(uid).method(method).reason(if replay {
+            drop(state);
+            let kind = if replay {
+                EventKind::AuthReplay
+            } else {
+                EventKind::AuthFailure
+            };
+            let mut e = self
+                .event(kind)
+                .uid(uid)
+                .method(v.method)
+                .reason(if replay {
                     "code already used"
                 } else {
                     "wrong code"
                 });
-                if let Some(d) = &device_name {
-                    e = e.device(d);
+            if let Some(d) = &device_name {
+                e = e.device(d);
+            }
+            return self.finish(Outcome::WrongCode, e);
+        };
+        if let (Method::Totp, Some(i)) = (v.method, v.device) {
+            record.devices[i].last_used_step = Some(step);
+        }
+        throttle::clear(&mut record);
+        record.last_success = Some(LastSuccess::new(
+            now,
+            self.req.service,
+            self.req.rhost.unwrap_or(""),
+            self.req.tty.unwrap_or(""),
+        ));
+        let request = self.pending.take().map(|found| {
+            let result =
+                pending::activate(&mut record, &before, &found.pending, cfg.totp.window, now);
+            if matches!(&result, Err(r) if r.is_guess()) {
+                // A wrong code in a request is a guess like a wrong code at the prompt.
+                throttle::record_failure(&mut record, now);
+            }
+            (found, result)
+        });
+        // Changes the user has not heard of are told now if this login may
+        // print; they are cleared in the same commit.
+        let notices = if self.may_print() {
+            std::mem::take(&mut record.notices)
+        } else {
+            Vec::new()
+        };
+        if let Err(err) = state.commit(&record, &host.keys) {
+            drop(state);
+            return self.store_failure(uid, &err);
+        }
+        drop(state);
+        self.succeeded(uid, &v, device_name.as_deref());
+        if let Some((found, result)) = request {
+            self.activated(uid, &found, result);
+        }
+        for n in &notices {
+            self.tell(&announcement(n));
+        }
+        for text in std::mem::take(&mut self.deferred) {
+            self.warn(&text);
+        }
+        Report {
+            outcome: Outcome::Success,
+            events: self.events,
+        }
+    }
+
+    /// Logs a committed success, and tells the user how many recovery codes
+    /// are left if one was used.
+    fn succeeded(&mut self, uid: u32, v: &Verification, device_name: Option<&str>) {
+        let mut e = self.event(EventKind::AuthSuccess).uid(uid).method(v.method);
+        if let Some(d) = device_name {
+            e = e.device(d);
+        }
+        if let Some(left) = v.recovery_left {
+            e = e.remaining(left);
+            self.events.push(
+                self.event(EventKind::RecoveryCodeUsed)
+                    .uid(uid)
+                    .remaining(left),
+            );
+            self.tell(&format!(
+                "Recovery code accepted. {left} recovery code{} left.{}",
+                if left == 1 { "" } else { "s" },
+                if left <= 2 {
+                    " Ask for new ones soon (mfa-enroll)."
+                } else {
+                    ""
                 }
-                self.finish(Outcome::WrongCode, e)
+            ));
+        }
+        self.events.push(e);
+    }
+
+    /// True if this login may show text (not `PAM_SILENT`, and there is a
+    /// conversation).
+    fn may_print(&self) -> bool {
+        !self.req.silent && self.prompter.is_some()
+    }
+
+    /// After the commit: the spool file goes whatever happened (applied, or
+    /// refused and so never to be tried again), and the log says what.
+    fn activated(&mut self, uid: u32, found: &spool::Found, result: Result<Applied, Refusal>) {
+        let _ = spool::remove(found);
+        match result {
+            Ok(applied) => {
+                let (kind, what) = match &applied.change {
+                    FactorChange::DeviceAdded(name) => (
+                        EventKind::DeviceEnrolled,
+                        format!("device \"{name}\" added"),
+                    ),
+                    FactorChange::RecoveryCodesReplaced => (
+                        EventKind::RecoveryCodesRegenerated,
+                        "recovery codes replaced".to_owned(),
+                    ),
+                };
+                let proof = if applied.used_recovery_code {
+                    "a recovery code (now used up)"
+                } else {
+                    "a code of an existing device"
+                };
+                let mut e = self
+                    .event(kind)
+                    .uid(uid)
+                    .method(Method::Enrollment)
+                    .reason(format!("self-service request: {what}; proven with {proof}"));
+                if let FactorChange::DeviceAdded(name) = &applied.change {
+                    e = e.device(name);
+                }
+                self.events.push(e);
+            }
+            Err(refusal) => {
+                let kind = if refusal.is_guess() {
+                    EventKind::AuthFailure
+                } else {
+                    EventKind::PendingIgnored
+                };
+                let e = self
+                    .event(kind)
+                    .uid(uid)
+                    .method(Method::Enrollment)
+                    .reason(format!(
+                        "self-service request {} refused and removed: {refusal}",
+                        found.path.display()
+                    ));
+                self.events.push(e);
+                self.warn(&format!(
+                    "A request to change your second factor was refused: {refusal}. If you did not make it, tell an administrator."
+                ));
             }
         }
     }
@@ -726,83 +879,6 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         })
     }
 
-    /// After the user proved an existing factor: apply their pending
-    /// self-service request. The login itself has already succeeded; a
-    /// problem here only leaves the request waiting (or drops it) and says so.
-    fn activate_after_factor(&mut self, uid: u32, found: &spool::Found) {
-        let (device, recovery) = match &found.pending.request {
-            pending::Request::Device { device, recovery } => {
-                if let Ok(Some(step)) = self.verify_new_device(device, &self_service_prompt(device))
-                {
-                    let mut device = device.clone();
-                    device.last_used_step = Some(step);
-                    (Some(device), recovery.clone())
-                } else {
-                    self.warn("That code does not match your new device, so it was not added; it stays pending until your next login.");
-                    let e = self
-                        .event(EventKind::AuthFailure)
-                        .uid(uid)
-                        .method(Method::Enrollment)
-                        .device(&device.name)
-                        .reason("wrong code for the pending self-service device");
-                    self.events.push(e);
-                    return;
-                }
-            }
-            pending::Request::RecoveryCodes { recovery } => (None, recovery.clone()),
-        };
-        let host = self.host;
-        let applied = host.store.open_user(uid, &host.keys).and_then(|mut state| {
-            let mut record = state.require_record()?.clone();
-            if let Some(device) = &device {
-                // A device of the same name is replaced: the user just proved
-                // a factor, and "phone" after a new phone is the usual case.
-                record.devices.retain(|d| d.name != device.name);
-                if record.devices.len() >= MAX_DEVICES {
-                    return Ok(false);
-                }
-                record.devices.push(device.clone());
-            }
-            record.recovery = Some(recovery);
-            state.commit(&record, &host.keys)?;
-            Ok(true)
-        });
-        match applied {
-            Ok(true) => {
-                let _ = spool::remove(found);
-                let e = if let Some(d) = &device {
-                    self.tell(&format!(
-                            "Your new device \"{}\" is active, and the recovery codes you were shown with it replace the old ones.",
-                            d.name
-                        ));
-                    self.event(EventKind::DeviceEnrolled)
-                        .uid(uid)
-                        .device(&d.name)
-                        .reason("self-service")
-                } else {
-                    self.tell("Your new recovery codes are active; the old ones no longer work.");
-                    self.event(EventKind::RecoveryCodesRegenerated)
-                        .uid(uid)
-                        .reason("self-service")
-                };
-                self.events.push(e);
-            }
-            Ok(false) => {
-                let _ = spool::remove(found);
-                self.warn("You already have the most devices allowed; remove one (ask an administrator) and enroll again.");
-                let e = self
-                    .event(EventKind::PendingIgnored)
-                    .uid(uid)
-                    .reason("device limit reached");
-                self.events.push(e);
-            }
-            Err(err) => {
-                let e = self.event(EventKind::StoreFailure).uid(uid).reason(err);
-                self.events.push(e);
-            }
-        }
-    }
-
     /// A user without a device who enrolled themselves: under skip and
     /// configure a code from the new device activates it (committed in the
     /// account phase); under deny it waits for `mfa-enroll approve`.
@@ -812,7 +888,12 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         policy: NotConfigured,
         found: spool::Found,
     ) -> Report {
-        let pending::Request::Device { device, recovery } = found.pending.request.clone() else {
+        let pending::Request::Device {
+            mut device,
+            recovery,
+            ..
+        } = found.pending.request.clone()
+        else {
             return self.finish(Outcome::Internal, Event::new(EventKind::InternalError));
         };
         if policy == NotConfigured::Deny {
@@ -823,6 +904,27 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
                 .device(&device.name)
                 .reason("self-service enrollment awaits approval; policy deny");
             return self.finish(Outcome::Denied, e);
+        }
+        // The code the new device showed when the request was made is
+        // checked again here; a fresh one must follow at the prompt.
+        match pending::check_new_device_code(&found.pending, self.host.config.totp.window) {
+            Ok(step) => device.last_used_step = step,
+            Err(refusal) => {
+                let _ = spool::remove(&found);
+                self.warn(&format!(
+                    "Your self-service enrollment was refused: {refusal}."
+                ));
+                let e = self
+                    .event(EventKind::AuthFailure)
+                    .uid(uid)
+                    .method(Method::Enrollment)
+                    .device(&device.name)
+                    .reason(format!(
+                        "self-service request {} refused and removed: {refusal}",
+                        found.path.display()
+                    ));
+                return self.finish(Outcome::WrongCode, e);
+            }
         }
         let step = match self.verify_new_device(&device, &self_service_prompt(&device)) {
             Ok(Some(step)) => step,
@@ -931,6 +1033,22 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
     }
 }
 
+/// What the user is told about a change of their factors.
+fn announcement(n: &Notice) -> String {
+    let what = match &n.change {
+        FactorChange::DeviceAdded(name) => {
+            format!("the device \"{name}\" was added to your second factor")
+        }
+        FactorChange::RecoveryCodesReplaced => {
+            "your recovery codes were replaced by a new set; the old ones no longer work".to_owned()
+        }
+    };
+    format!(
+        "On {}, {what}. If that was not you, tell an administrator now.",
+        crate::clock::utc(n.time)
+    )
+}
+
 fn self_service_prompt(device: &Device) -> String {
     format!(
         "Verification code from your new device \"{}\": ",
@@ -978,6 +1096,7 @@ pub fn authenticate<P: Prompter, D: Directory, C: Clock>(
         clock,
         events: Vec::new(),
         pending: None,
+        deferred: Vec::new(),
     }
     .authenticate()
 }
@@ -1041,9 +1160,20 @@ pub fn complete_enrollment<P: Prompter, C: Clock>(
         },
     };
     let mut record = Record::new(&pending.user, now);
+    if let Some(found) = &pending.spool {
+        // A self-service first device: remembered so that a copy of the
+        // request cannot apply again, and announced at the next login.
+        record.mark_applied(found.pending.id);
+        record.announce(now, FactorChange::DeviceAdded(pending.device.name.clone()));
+    }
     record.devices.push(pending.device);
     record.recovery = Some(hashes);
-    record.last_success = Some(LastSuccess::new(now, req.service, req.rhost.unwrap_or("")));
+    record.last_success = Some(LastSuccess::new(
+        now,
+        req.service,
+        req.rhost.unwrap_or(""),
+        req.tty.unwrap_or(""),
+    ));
     if let Err(err) = state.rewrite(&record, &host.keys) {
         return fail(
             Outcome::StoreUnavailable,

@@ -11,7 +11,7 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
-use crate::recovery::{self, Candidate};
+use crate::recovery::{self, Candidate, CodeFormat};
 
 /// Responses longer than this are refused before any other processing.
 pub const MAX_INPUT_BYTES: usize = 512;
@@ -83,6 +83,11 @@ pub enum Input {
     Totp(Code),
     /// A normalized recovery code candidate.
     Recovery(Candidate),
+    /// Both: digits as many as a device's codes have, and as many as the
+    /// user's recovery codes have (8-digit scratch codes carried over from
+    /// google-authenticator beside an 8-digit device). The device is tried
+    /// first.
+    Either(Code, Candidate),
     /// Neither; the reason is for the log.
     Invalid(InvalidInput),
 }
@@ -117,31 +122,35 @@ fn code_from_digits(raw: &[u8]) -> Code {
     Code(text)
 }
 
-/// Classifies a response: exactly `digits` ASCII digits is a TOTP code;
-/// otherwise something that normalizes to a recovery code of
-/// `recovery_length` characters is a recovery code; anything else is invalid.
-///
-/// TOTP takes precedence, so a string of `digits` digits is never tried as a
-/// recovery code.
-pub fn classify(raw: &[u8], digits: u8, recovery_length: u8) -> Input {
+/// Classifies a response against what the user can answer with: a TOTP
+/// code is exactly as many ASCII digits as one of `digits` (each device
+/// has its own); a recovery code is what the user's set, of `recovery`
+/// format, accepts; anything else is invalid.
+pub fn classify(raw: &[u8], digits: &[u8], recovery: Option<CodeFormat>) -> Input {
     if let Err(reason) = precheck(raw) {
         return Input::Invalid(reason);
     }
-    if is_totp(raw, digits) {
-        return Input::Totp(code_from_digits(raw));
-    }
-    if let Some(candidate) = recovery::normalize(raw, recovery_length) {
-        return Input::Recovery(candidate);
-    }
-    let reason = if raw
+    let totp = digits
         .iter()
-        .all(|&b| b.is_ascii_digit() || recovery::is_code_character(b))
-    {
-        InvalidInput::WrongLength
-    } else {
-        InvalidInput::BadCharacters
-    };
-    Input::Invalid(reason)
+        .any(|&d| is_totp(raw, d))
+        .then(|| code_from_digits(raw));
+    let candidate = recovery.and_then(|f| f.candidate(raw));
+    match (totp, candidate) {
+        (Some(code), Some(candidate)) => Input::Either(code, candidate),
+        (Some(code), None) => Input::Totp(code),
+        (None, Some(candidate)) => Input::Recovery(candidate),
+        (None, None) => {
+            let reason = if raw
+                .iter()
+                .all(|&b| b.is_ascii_digit() || recovery::is_code_character(b))
+            {
+                InvalidInput::WrongLength
+            } else {
+                InvalidInput::BadCharacters
+            };
+            Input::Invalid(reason)
+        }
+    }
 }
 
 /// Reads a TOTP code and nothing else, as when enrollment asks for a code

@@ -41,7 +41,11 @@ const INFO_CHECK: &[u8] = b"record key check";
 const INFO_ENROLL: &[u8] = b"enrollment x25519 key";
 const HPKE_INFO: &[u8] = b"pam_mfa pending enrollment v1";
 const PENDING_MAGIC: &[u8; 8] = b"PMFAPEND";
-const PENDING_VERSION: u16 = 1;
+/// The request format sealed (see `pending::FORMAT`); the header, and so
+/// the AAD, carries it.
+const PENDING_VERSION: u16 = 2;
+/// Release 0.1 sealed format 1; its requests still open.
+const PENDING_READ_VERSIONS: [u16; 2] = [1, 2];
 /// X25519 encapsulated keys are 32 bytes.
 const ENCAPPED_LEN: usize = 32;
 
@@ -328,9 +332,17 @@ impl MasterKey {
         }
     }
 
-    /// Serializes the key file. The buffer is wiped when dropped.
+    /// Serializes the key file. The buffer is wiped when dropped, and sized
+    /// up front: a `String` that grew would free its old buffers, with the
+    /// secrets already written, unwiped.
     pub fn to_file_contents(&self) -> Zeroizing<Vec<u8>> {
-        let mut s = Zeroizing::new(String::new());
+        // "generation " id " created " time " " hex "\n", ids and times at
+        // their longest.
+        const PER_GENERATION: usize = 11 + 10 + 9 + 20 + 1 + 64 + 1;
+        // The header, the two comment lines and the `active` line.
+        const FIXED: usize = 256;
+        let capacity = FIXED + PER_GENERATION * self.generations.len();
+        let mut s = Zeroizing::new(String::with_capacity(capacity));
         s.push_str(MASTER_HEADER);
         s.push('\n');
         s.push_str("# Root only (0600). Without this file no enrolled user can log in;\n");
@@ -341,7 +353,8 @@ impl MasterKey {
             s.push_str(&hex_encode(g.secret.as_ref()));
             s.push('\n');
         }
-        Zeroizing::new(s.as_bytes().to_vec())
+        // The same buffer, not a copy.
+        Zeroizing::new(std::mem::take(&mut *s).into_bytes())
     }
 
     /// Parses a key file's contents; `origin` names it in errors.
@@ -455,6 +468,20 @@ impl MasterKey {
         sealed: &[u8],
         uid: u32,
     ) -> Result<Zeroizing<Vec<u8>>, SealedError> {
+        self.open_request(sealed, uid)
+            .map(|(_, plaintext)| plaintext)
+    }
+
+    /// As [`MasterKey::open_enrollment`], with the request format the
+    /// sealed header names (1 or 2; the plaintext's layout depends on it).
+    ///
+    /// # Errors
+    /// [`SealedError`] saying why it does not open.
+    pub fn open_request(
+        &self,
+        sealed: &[u8],
+        uid: u32,
+    ) -> Result<(u16, Zeroizing<Vec<u8>>), SealedError> {
         let mut r = Reader::new(sealed);
         let header = r
             .raw(PENDING_HEADER_LEN)
@@ -464,7 +491,7 @@ impl MasterKey {
             return Err(SealedError::Malformed);
         }
         let version = h.u16().map_err(|_| SealedError::Malformed)?;
-        if version != PENDING_VERSION {
+        if !PENDING_READ_VERSIONS.contains(&version) {
             return Err(SealedError::UnknownVersion(version));
         }
         let generation = h.u32().map_err(|_| SealedError::Malformed)?;
@@ -488,7 +515,7 @@ impl MasterKey {
             ciphertext,
             header,
         )
-        .map(Zeroizing::new)
+        .map(|plaintext| (version, Zeroizing::new(plaintext)))
         .map_err(|_| SealedError::DoesNotOpen)
     }
 }
@@ -634,7 +661,7 @@ impl EnrollmentPublicKey {
         .map_err(|_| SealedError::SealFailed)?;
         // The header (including the encapsulated key) is the AAD, so the uid
         // and generation cannot be changed without the seal failing.
-        let mut w = Writer::new();
+        let mut w = Writer::with_capacity(PENDING_HEADER_LEN);
         w.raw(PENDING_MAGIC);
         w.u16(PENDING_VERSION);
         w.u32(self.generation);

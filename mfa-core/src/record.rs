@@ -3,13 +3,18 @@
 //! This is the plaintext that the store seals. Its binary layout is private
 //! to this module and versioned by the record format version in the sealed
 //! header; every field has a bound so a record always fits its slot.
+//!
+//! Format 1 (release 0.1) is still read; everything is written as format 2,
+//! which adds the way a recovery set is written, the terminal of the last
+//! success, the ids of the self-service requests applied, and the factor
+//! changes not yet announced to the user.
 
 use std::fmt;
 
 use zeroize::Zeroizing;
 
 use crate::codec::{DecodeError, Reader, Writer};
-use crate::recovery::{KdfParams, RecoveryHashes};
+use crate::recovery::{CodeFormat, KdfParams, RecoveryHashes};
 use crate::totp::{Algorithm, TotpParams};
 
 /// Longest device name, in bytes.
@@ -26,6 +31,20 @@ pub const MAX_RHOST: usize = 255;
 pub const MAX_SECRET: usize = crate::totp::MAX_SECRET_BYTES;
 /// Most recovery-code hashes in a set.
 pub const MAX_RECOVERY_HASHES: usize = 64;
+/// Longest stored terminal name.
+pub const MAX_TTY: usize = 64;
+/// How many applied self-service request ids a record remembers.
+pub const MAX_APPLIED: usize = 16;
+/// How many unannounced factor changes a record keeps (the oldest go first).
+pub const MAX_NOTICES: usize = 8;
+
+/// The record formats this build reads.
+pub const READ_VERSIONS: [u16; 2] = [1, 2];
+/// The record format this build writes.
+pub const WRITE_VERSION: u16 = 2;
+
+/// Identifies one self-service request, so that it applies at most once.
+pub type RequestId = [u8; 16];
 
 /// One authenticator: a TOTP secret and its parameters.
 #[derive(Clone, PartialEq, Eq)]
@@ -60,20 +79,51 @@ pub struct LastSuccess {
     pub time: u64,
     /// The PAM service ("sshd", "sudo").
     pub service: String,
-    /// The remote host PAM reported, if any (for the record only, never trusted).
+    /// The remote host PAM reported, if any.
     pub rhost: String,
+    /// The terminal PAM reported, if any (empty in format 1 records).
+    pub tty: String,
 }
 
 impl LastSuccess {
     /// Records a success, cutting over-long names at a character boundary so
     /// the record stays within its bounds.
-    pub fn new(time: u64, service: &str, rhost: &str) -> Self {
+    pub fn new(time: u64, service: &str, rhost: &str, tty: &str) -> Self {
         LastSuccess {
             time,
             service: truncate(service, MAX_SERVICE),
             rhost: truncate(rhost, MAX_RHOST),
+            tty: truncate(tty, MAX_TTY),
         }
     }
+
+    /// True if a login on `service` from `rhost` on `tty` is the same place
+    /// as this success: what `remember_seconds` is bound to. Names are
+    /// compared as stored (cut to their bounds).
+    pub fn same_place(&self, service: &str, rhost: &str, tty: &str) -> bool {
+        self.service == truncate(service, MAX_SERVICE)
+            && self.rhost == truncate(rhost, MAX_RHOST)
+            && self.tty == truncate(tty, MAX_TTY)
+    }
+}
+
+/// A change to a user's factors, to tell them about at their next login
+/// that may print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FactorChange {
+    /// A device was added (or replaced one of the same name).
+    DeviceAdded(String),
+    /// The recovery codes were replaced by a new set.
+    RecoveryCodesReplaced,
+}
+
+/// A factor change and when it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// When the change was committed (Unix seconds).
+    pub time: u64,
+    /// What changed.
+    pub change: FactorChange,
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -101,6 +151,10 @@ pub struct Record {
     pub last_failure: Option<u64>,
     /// The last successful second factor.
     pub last_success: Option<LastSuccess>,
+    /// The ids of the latest self-service requests applied, newest last.
+    pub applied: Vec<RequestId>,
+    /// Factor changes the user has not been told about yet, oldest first.
+    pub notices: Vec<Notice>,
 }
 
 /// A record whose fields break the format's bounds; it is never written.
@@ -143,7 +197,32 @@ impl Record {
             failures: 0,
             last_failure: None,
             last_success: None,
+            applied: Vec::new(),
+            notices: Vec::new(),
         }
+    }
+
+    /// True if the request `id` has been applied to this record.
+    pub fn has_applied(&self, id: &RequestId) -> bool {
+        self.applied.contains(id)
+    }
+
+    /// Remembers that the request `id` was applied (the oldest id goes when
+    /// the list is full: requests expire long before sixteen more are made).
+    pub fn mark_applied(&mut self, id: RequestId) {
+        if self.applied.len() >= MAX_APPLIED {
+            self.applied.remove(0);
+        }
+        self.applied.push(id);
+    }
+
+    /// Keeps `change` to tell the user about at their next login that may
+    /// print (the oldest notice goes when the list is full).
+    pub fn announce(&mut self, time: u64, change: FactorChange) {
+        if self.notices.len() >= MAX_NOTICES {
+            self.notices.remove(0);
+        }
+        self.notices.push(Notice { time, change });
     }
 
     /// Finds a device by name.
@@ -176,7 +255,7 @@ impl Record {
             }
         }
         if let Some(s) = &self.last_success {
-            if s.service.len() > MAX_SERVICE || s.rhost.len() > MAX_RHOST {
+            if s.service.len() > MAX_SERVICE || s.rhost.len() > MAX_RHOST || s.tty.len() > MAX_TTY {
                 return Err(RecordTooLarge("last success"));
             }
         }
@@ -185,10 +264,22 @@ impl Record {
                 return Err(RecordTooLarge("recovery codes"));
             }
         }
+        if self.applied.len() > MAX_APPLIED {
+            return Err(RecordTooLarge("applied requests"));
+        }
+        if self.notices.len() > MAX_NOTICES
+            || self.notices.iter().any(|n| match &n.change {
+                FactorChange::DeviceAdded(name) => name.is_empty() || name.len() > MAX_DEVICE_NAME,
+                FactorChange::RecoveryCodesReplaced => false,
+            })
+        {
+            return Err(RecordTooLarge("notices"));
+        }
         Ok(())
     }
 
-    /// Encodes the record. The buffer is wiped when dropped.
+    /// Encodes the record in format [`WRITE_VERSION`]. The buffer is wiped
+    /// when dropped.
     ///
     /// # Errors
     /// [`RecordTooLarge`] if a bound is broken.
@@ -205,6 +296,7 @@ impl Record {
                 w.u64(s.time);
                 w.str(&s.service);
                 w.str(&s.rhost);
+                w.str(&s.tty);
             }
             None => w.u8(0),
         }
@@ -220,14 +312,35 @@ impl Record {
             }
             None => w.u8(0),
         }
+        // Bounded by MAX_APPLIED and MAX_NOTICES above.
+        w.u8(u8::try_from(self.applied.len()).unwrap_or(u8::MAX));
+        for id in &self.applied {
+            w.raw(id);
+        }
+        w.u8(u8::try_from(self.notices.len()).unwrap_or(u8::MAX));
+        for n in &self.notices {
+            w.u64(n.time);
+            match &n.change {
+                FactorChange::DeviceAdded(name) => {
+                    w.u8(NOTICE_DEVICE);
+                    w.str(name);
+                }
+                FactorChange::RecoveryCodesReplaced => w.u8(NOTICE_RECOVERY),
+            }
+        }
         Ok(w.finish())
     }
 
-    /// Decodes a record, refusing anything malformed or out of bounds.
+    /// Decodes a record of format `version` (one of [`READ_VERSIONS`]),
+    /// refusing anything malformed or out of bounds.
     ///
     /// # Errors
     /// [`DecodeError`] naming the problem.
-    pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+    pub fn decode(buf: &[u8], version: u16) -> Result<Self, DecodeError> {
+        if !READ_VERSIONS.contains(&version) {
+            return Err(DecodeError("unknown record format"));
+        }
+        let v2 = version >= 2;
         let mut r = Reader::new(buf);
         let username = r.str(MAX_USERNAME)?;
         let created = r.u64()?;
@@ -239,6 +352,7 @@ impl Record {
                 time: r.u64()?,
                 service: r.str(MAX_SERVICE)?,
                 rhost: r.str(MAX_RHOST)?,
+                tty: if v2 { r.str(MAX_TTY)? } else { String::new() },
             }),
             _ => return Err(DecodeError("bad presence flag")),
         };
@@ -252,8 +366,14 @@ impl Record {
         }
         let recovery = match r.u8()? {
             0 => None,
-            1 => Some(decode_recovery(&mut r)?),
+            1 if v2 => Some(decode_recovery(&mut r)?),
+            1 => Some(decode_recovery_v1(&mut r)?),
             _ => return Err(DecodeError("bad presence flag")),
+        };
+        let (applied, notices) = if v2 {
+            (decode_applied(&mut r)?, decode_notices(&mut r)?)
+        } else {
+            (Vec::new(), Vec::new())
         };
         r.finish()?;
         Ok(Record {
@@ -264,8 +384,45 @@ impl Record {
             failures,
             last_failure,
             last_success,
+            applied,
+            notices,
         })
     }
+}
+
+const NOTICE_DEVICE: u8 = 1;
+const NOTICE_RECOVERY: u8 = 2;
+
+fn decode_applied(r: &mut Reader<'_>) -> Result<Vec<RequestId>, DecodeError> {
+    let n = usize::from(r.u8()?);
+    if n > MAX_APPLIED {
+        return Err(DecodeError("too many applied requests"));
+    }
+    (0..n).map(|_| r.array::<16>()).collect()
+}
+
+fn decode_notices(r: &mut Reader<'_>) -> Result<Vec<Notice>, DecodeError> {
+    let n = usize::from(r.u8()?);
+    if n > MAX_NOTICES {
+        return Err(DecodeError("too many notices"));
+    }
+    let mut notices = Vec::with_capacity(n);
+    for _ in 0..n {
+        let time = r.u64()?;
+        let change = match r.u8()? {
+            NOTICE_DEVICE => {
+                let name = r.str(MAX_DEVICE_NAME)?;
+                if name.is_empty() {
+                    return Err(DecodeError("empty device name"));
+                }
+                FactorChange::DeviceAdded(name)
+            }
+            NOTICE_RECOVERY => FactorChange::RecoveryCodesReplaced,
+            _ => return Err(DecodeError("unknown notice")),
+        };
+        notices.push(Notice { time, change });
+    }
+    Ok(notices)
 }
 
 /// Appends one device (shared with the pending-enrollment format).
@@ -302,8 +459,26 @@ pub(crate) fn decode_device(r: &mut Reader<'_>) -> Result<Device, DecodeError> {
     })
 }
 
-/// Appends a set of recovery-code hashes.
+const FORMAT_BASE32: u8 = 0;
+const FORMAT_DIGITS: u8 = 1;
+
+/// Appends a set of recovery-code hashes (format 2: with its code format).
 pub(crate) fn encode_recovery(w: &mut Writer, r: &RecoveryHashes) {
+    match r.format() {
+        CodeFormat::Base32 => {
+            w.u8(FORMAT_BASE32);
+            w.u8(0);
+        }
+        CodeFormat::Digits(n) => {
+            w.u8(FORMAT_DIGITS);
+            w.u8(n);
+        }
+    }
+    encode_recovery_v1(w, r);
+}
+
+/// Appends a set's salt, KDF settings and hashes (all of format 1).
+pub(crate) fn encode_recovery_v1(w: &mut Writer, r: &RecoveryHashes) {
     w.raw(r.salt());
     let p = r.params();
     w.u32(p.memory_kib);
@@ -318,6 +493,23 @@ pub(crate) fn encode_recovery(w: &mut Writer, r: &RecoveryHashes) {
 
 /// Reads a set written by [`encode_recovery`], checking its bounds.
 pub(crate) fn decode_recovery(r: &mut Reader<'_>) -> Result<RecoveryHashes, DecodeError> {
+    let format = match (r.u8()?, r.u8()?) {
+        (FORMAT_BASE32, 0) => CodeFormat::Base32,
+        (FORMAT_DIGITS, n) => CodeFormat::Digits(n),
+        _ => return Err(DecodeError("unknown recovery code format")),
+    };
+    decode_recovery_parts(r, format)
+}
+
+/// Reads a set of format 1, whose codes are all base32.
+pub(crate) fn decode_recovery_v1(r: &mut Reader<'_>) -> Result<RecoveryHashes, DecodeError> {
+    decode_recovery_parts(r, CodeFormat::Base32)
+}
+
+fn decode_recovery_parts(
+    r: &mut Reader<'_>,
+    format: CodeFormat,
+) -> Result<RecoveryHashes, DecodeError> {
     let salt = r.array::<16>()?;
     let params = KdfParams {
         memory_kib: r.u32()?,
@@ -332,6 +524,6 @@ pub(crate) fn decode_recovery(r: &mut Reader<'_>) -> Result<RecoveryHashes, Deco
     for _ in 0..n {
         hashes.push(r.array::<32>()?);
     }
-    RecoveryHashes::from_parts(salt, params, hashes)
+    RecoveryHashes::from_parts(format, salt, params, hashes)
         .map_err(|_| DecodeError("recovery code parameters out of range"))
 }

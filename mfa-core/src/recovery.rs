@@ -12,6 +12,12 @@
 //! Argon2id evaluation however many codes are left, not one per code. The
 //! codes are independent random strings, so a shared salt tells an attacker
 //! nothing about one code from another.
+//!
+//! A set remembers how its codes are written ([`CodeFormat`]), so that
+//! changing `recovery.length` in the configuration, or importing the
+//! 8-digit scratch codes of google-authenticator, never leaves a user with
+//! codes that can no longer be typed in: a base32 set accepts any length the
+//! configuration allows (the hash decides), a digit set exactly its digits.
 
 use std::fmt;
 
@@ -149,6 +155,51 @@ fn grouped(code: &str) -> Zeroizing<String> {
     out
 }
 
+/// How the codes of a set are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeFormat {
+    /// [`MIN_LENGTH`]..=[`MAX_LENGTH`] characters of [`ALPHABET`], read as
+    /// [`normalize`] documents: the codes pam_mfa makes.
+    Base32,
+    /// Exactly this many decimal digits ('-' and ' ' dropped): scratch codes
+    /// carried over from google-authenticator, which are 8 digits.
+    Digits(u8),
+}
+
+impl CodeFormat {
+    /// The fewest digits a [`CodeFormat::Digits`] set may have.
+    pub const MIN_DIGITS: u8 = 6;
+    /// The most digits a [`CodeFormat::Digits`] set may have.
+    pub const MAX_DIGITS: u8 = 16;
+
+    /// What `input` is as a code of this format, if it can be one.
+    pub fn candidate(self, input: &[u8]) -> Option<Candidate> {
+        match self {
+            CodeFormat::Base32 => {
+                let typed = input.iter().filter(|&&b| !is_separator(b)).count();
+                let length = u8::try_from(typed).ok()?;
+                normalize(input, length)
+            }
+            CodeFormat::Digits(n) => {
+                if !(Self::MIN_DIGITS..=Self::MAX_DIGITS).contains(&n) {
+                    return None;
+                }
+                let mut out = Zeroizing::new(String::with_capacity(usize::from(n)));
+                for &b in input {
+                    if is_separator(b) {
+                        continue;
+                    }
+                    if !b.is_ascii_digit() || out.len() == usize::from(n) {
+                        return None;
+                    }
+                    out.push(char::from(b));
+                }
+                (out.len() == usize::from(n)).then_some(Candidate(out))
+            }
+        }
+    }
+}
+
 /// Argon2id cost settings for hashing recovery codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KdfParams {
@@ -185,6 +236,14 @@ impl KdfParams {
     pub const MIN_PARALLELISM: u32 = 1;
     /// The most lanes accepted.
     pub const MAX_PARALLELISM: u32 = 8;
+
+    /// True if hashing with these settings costs no more than with `limit`:
+    /// no more memory, passes or lanes.
+    pub fn within(self, limit: KdfParams) -> bool {
+        self.memory_kib <= limit.memory_kib
+            && self.iterations <= limit.iterations
+            && self.parallelism <= limit.parallelism
+    }
 
     /// Checks the settings against the bounds above, and that there are at
     /// least 8 KiB of memory per lane, as Argon2 requires.
@@ -264,6 +323,10 @@ pub enum RecoveryError {
     /// The same hash appears twice in a set, so removing one would leave
     /// the code usable a second time.
     DuplicateHash,
+    /// A digit-code format outside [`CodeFormat::MIN_DIGITS`]..=[`CodeFormat::MAX_DIGITS`].
+    BadFormat(u8),
+    /// A code given to [`RecoveryHashes::from_codes`] is not of its format.
+    NotACode,
     /// The kernel gave no random bytes.
     Random(RandomUnavailable),
 }
@@ -294,6 +357,15 @@ impl fmt::Display for RecoveryError {
             ),
             RecoveryError::DuplicateHash => f.write_str(
                 "the recovery code set lists the same code twice, so the record is damaged; regenerate the recovery codes",
+            ),
+            RecoveryError::BadFormat(n) => write!(
+                f,
+                "digit recovery codes have {} to {} digits, not {n}",
+                CodeFormat::MIN_DIGITS,
+                CodeFormat::MAX_DIGITS
+            ),
+            RecoveryError::NotACode => f.write_str(
+                "a code to carry over is not in the format of its set; check the codes being imported",
             ),
             RecoveryError::Random(e) => e.fmt(f),
         }
@@ -330,6 +402,7 @@ fn hash(
 /// Argon2id hash per unused code.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RecoveryHashes {
+    format: CodeFormat,
     salt: [u8; SALT_BYTES],
     params: KdfParams,
     hashes: Vec<[u8; HASH_BYTES]>,
@@ -339,6 +412,7 @@ impl fmt::Debug for RecoveryHashes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The hashes are what an offline guesser needs; keep them out of logs.
         f.debug_struct("RecoveryHashes")
+            .field("format", &self.format)
             .field("params", &self.params)
             .field("remaining", &self.hashes.len())
             .finish_non_exhaustive()
@@ -351,13 +425,20 @@ impl RecoveryHashes {
     /// # Errors
     /// [`RecoveryError::BadKdfParams`] for settings out of range,
     /// [`RecoveryError::BadCount`] for more than [`MAX_CODES`] hashes,
-    /// [`RecoveryError::DuplicateHash`] if a hash repeats.
+    /// [`RecoveryError::DuplicateHash`] if a hash repeats,
+    /// [`RecoveryError::BadFormat`] for a digit format out of range.
     pub fn from_parts(
+        format: CodeFormat,
         salt: [u8; SALT_BYTES],
         params: KdfParams,
         hashes: Vec<[u8; HASH_BYTES]>,
     ) -> Result<Self, RecoveryError> {
         params.validate()?;
+        if let CodeFormat::Digits(n) = format {
+            if !(CodeFormat::MIN_DIGITS..=CodeFormat::MAX_DIGITS).contains(&n) {
+                return Err(RecoveryError::BadFormat(n));
+            }
+        }
         if hashes.len() > MAX_CODES {
             return Err(RecoveryError::BadCount(hashes.len()));
         }
@@ -367,10 +448,53 @@ impl RecoveryHashes {
             }
         }
         Ok(RecoveryHashes {
+            format,
             salt,
             params,
             hashes,
         })
+    }
+
+    /// Hashes codes the user already holds (scratch codes carried over by an
+    /// import) into a set of `format`, under a fresh salt. Duplicates count
+    /// once.
+    ///
+    /// # Errors
+    /// [`RecoveryError::NotACode`] if a code is not of `format`;
+    /// [`RecoveryError::BadCount`], [`RecoveryError::BadFormat`],
+    /// [`RecoveryError::BadKdfParams`], [`RecoveryError::Random`],
+    /// [`RecoveryError::Kdf`].
+    pub fn from_codes(
+        format: CodeFormat,
+        codes: &[&str],
+        params: KdfParams,
+    ) -> Result<Self, RecoveryError> {
+        if codes.is_empty() || codes.len() > MAX_CODES {
+            return Err(RecoveryError::BadCount(codes.len()));
+        }
+        let kdf = params.argon2()?;
+        let salt = random::bytes::<SALT_BYTES>()?;
+        let mut hashes: Vec<[u8; HASH_BYTES]> = Vec::with_capacity(codes.len());
+        for code in codes {
+            let candidate = format
+                .candidate(code.as_bytes())
+                .ok_or(RecoveryError::NotACode)?;
+            let h = *hash(&kdf, &salt, candidate.as_bytes())?;
+            if !hashes.contains(&h) {
+                hashes.push(h);
+            }
+        }
+        Self::from_parts(format, salt, params, hashes)
+    }
+
+    /// How the set's codes are written.
+    pub fn format(&self) -> CodeFormat {
+        self.format
+    }
+
+    /// What `input` is as a code of this set, if it can be one at all.
+    pub fn candidate(&self, input: &[u8]) -> Option<Candidate> {
+        self.format.candidate(input)
     }
 
     /// The salt all hashes of the set share.
@@ -480,6 +604,7 @@ pub fn generate(
     Ok((
         codes,
         RecoveryHashes {
+            format: CodeFormat::Base32,
             salt,
             params,
             hashes,

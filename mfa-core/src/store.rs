@@ -7,7 +7,7 @@
 //! ```text
 //! offset size
 //!  0      8   magic "PAM_MFA\0"
-//!  8      2   format version (1), big-endian
+//!  8      2   format version (2; 1 is still read), big-endian
 //! 10      4   key generation
 //! 14      8   key check (derived from the generation's secret)
 //! 22      8   sequence number
@@ -56,8 +56,10 @@ use crate::record::{Record, RecordTooLarge};
 
 /// First bytes of every sealed slot.
 pub const RECORD_MAGIC: [u8; 8] = *b"PAM_MFA\0";
-/// The record format this build reads and writes.
-pub const RECORD_VERSION: u16 = 1;
+/// The record format this build writes (it also reads the formats in
+/// [`crate::record::READ_VERSIONS`]; an older record is rewritten in this
+/// one at its next commit).
+pub const RECORD_VERSION: u16 = crate::record::WRITE_VERSION;
 /// Length of a slot's header.
 pub const HEADER_LEN: usize = 46;
 const TAG_LEN: usize = 16;
@@ -270,6 +272,7 @@ enum Slot {
     Valid {
         seq: u64,
         generation: Generation,
+        version: u16,
         plaintext: Zeroizing<Vec<u8>>,
     },
     Invalid(SlotFault),
@@ -284,7 +287,7 @@ fn seal_slot(
 ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
     let nonce = random::bytes::<12>().map_err(StoreError::Random)?;
     let ct_len = plaintext.len() + TAG_LEN;
-    let mut w = Writer::new();
+    let mut w = Writer::with_capacity(HEADER_LEN);
     w.raw(&RECORD_MAGIC);
     w.u16(RECORD_VERSION);
     w.u32(key.generation());
@@ -340,7 +343,7 @@ fn open_slot(bytes: &[u8], uid: u32, keys: &MasterKey) -> Slot {
     if magic != RECORD_MAGIC {
         return Slot::Invalid(Corrupt("bad magic"));
     }
-    if version != RECORD_VERSION {
+    if !crate::record::READ_VERSIONS.contains(&version) {
         return Slot::Invalid(UnknownVersion(version));
     }
     let ct_len = ct_len as usize;
@@ -365,6 +368,7 @@ fn open_slot(bytes: &[u8], uid: u32, keys: &MasterKey) -> Slot {
         Ok(pt) => Slot::Valid {
             seq,
             generation,
+            version,
             plaintext: Zeroizing::new(pt),
         },
         Err(_) => Slot::Invalid(Corrupt("does not authenticate")),
@@ -431,16 +435,17 @@ fn open_file_bytes(bytes: &[u8], uid: u32, keys: &MasterKey) -> Result<Opened, S
             Slot::Valid {
                 seq,
                 generation,
+                version,
                 plaintext,
             } => {
                 generations.push(generation);
-                valid.push((i, seq, plaintext));
+                valid.push((i, seq, version, plaintext));
             }
             Slot::Invalid(f) => faults.push(f),
             Slot::Empty => {}
         }
     }
-    let (slot, seq, plaintext) = match valid.len() {
+    let (slot, seq, version, plaintext) = match valid.len() {
         2 if valid[0].1 == valid[1].1 => return Err(corrupt("both slots claim one sequence")),
         2 => {
             let newer = usize::from(valid[1].1 > valid[0].1);
@@ -462,7 +467,7 @@ fn open_file_bytes(bytes: &[u8], uid: u32, keys: &MasterKey) -> Result<Opened, S
             });
         }
     };
-    let record = Record::decode(&plaintext).map_err(|e| StoreError::Corrupt {
+    let record = Record::decode(&plaintext, version).map_err(|e| StoreError::Corrupt {
         uid,
         reason: format!("authenticated but undecodable: {e}"),
     })?;

@@ -328,12 +328,12 @@ fn status_reports_the_last_success() {
     let store = f.store();
     let mut state = store.open_user(UID, &f.keys).unwrap();
     let mut record = state.record().unwrap().clone();
-    record.last_success = Some(LastSuccess::new(NOW + 5, "sshd", "192.0.2.7"));
+    record.last_success = Some(LastSuccess::new(NOW + 5, "sshd", "192.0.2.7", ""));
     state.commit(&record, &f.keys).unwrap();
     let s = admin::status(&state, &cfg, NOW + 10);
     assert_eq!(
         s.last_success,
-        Some(LastSuccess::new(NOW + 5, "sshd", "192.0.2.7"))
+        Some(LastSuccess::new(NOW + 5, "sshd", "192.0.2.7", ""))
     );
 }
 

@@ -65,7 +65,7 @@ fn login(f: &Fixture, uid: u32, keys: &MasterKey) {
     let store = f.store();
     let mut state = store.open_user(uid, keys).unwrap();
     let mut record = state.record().unwrap().clone();
-    record.last_success = Some(LastSuccess::new(NOW, "sshd", "192.0.2.1"));
+    record.last_success = Some(LastSuccess::new(NOW, "sshd", "192.0.2.1", ""));
     state.commit(&record, keys).unwrap();
 }
 

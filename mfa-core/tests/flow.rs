@@ -15,6 +15,7 @@ use mfa_core::flow::{
     CODE_PROMPT,
 };
 use mfa_core::keys::MasterKey;
+use mfa_core::pending::{Pending, Proof};
 use mfa_core::record::Record;
 use mfa_core::recovery::KdfParams;
 use mfa_core::totp::{base32_decode, code_at_step, time_step, TotpParams};
@@ -652,25 +653,58 @@ fn new_code(now: u64) -> Vec<u8> {
         .to_vec()
 }
 
-/// Puts a self-service request for `alice` in the spool, as `mfa-enroll`
-/// run by her would.
-fn spool_request(w: &World, request: mfa_core::pending::Request) -> std::path::PathBuf {
+/// Puts a self-service request for `alice`, made at `created` with `proof`,
+/// in the spool, as `mfa-enroll` run by her (or anyone who can read the
+/// host's public key) would.
+fn spool_request_at(
+    w: &World,
+    created: u64,
+    request: Request_,
+    proof: Option<Proof>,
+) -> (std::path::PathBuf, Pending) {
+    let pending = Pending {
+        id: Pending::new_id().unwrap(),
+        created,
+        request,
+        proof,
+    };
+    (spool_sealed(w, &pending), pending)
+}
+
+/// Writes `pending` sealed for alice into the spool as her file.
+fn spool_sealed(w: &World, pending: &Pending) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let dir = &w.host.config.paths.spool_dir;
     if !dir.exists() {
         std::fs::create_dir(dir).unwrap();
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1733)).unwrap();
     }
-    let pending = mfa_core::pending::Pending {
-        created: NOW,
-        request,
-    };
     let sealed = pending
         .seal(&w.fixture.keys.enrollment_public_key(), UID)
         .unwrap();
     let path = mfa_core::spool::write_to_spool(dir, UID, &sealed).unwrap();
     nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(UID)), None).unwrap();
     path
+}
+
+type Request_ = mfa_core::pending::Request;
+
+/// A code typed into `mfa-enroll` and sealed.
+fn typed(code: &[u8]) -> Zeroizing<String> {
+    Zeroizing::new(String::from_utf8(code.to_vec()).unwrap())
+}
+
+/// A new device "tablet" with the code it showed at `at`.
+fn tablet_request(at: u64) -> (Vec<mfa_core::recovery::RecoveryCode>, Request_) {
+    let (codes, hashes) = cheap_codes();
+    (
+        codes,
+        Request_::Device {
+            device: new_device("tablet"),
+            recovery: hashes,
+            code: Some(typed(&new_code(at))),
+        },
+    )
 }
 
 fn cheap_codes() -> (
@@ -699,37 +733,40 @@ fn new_device(name: &str) -> mfa_core::record::Device {
     }
 }
 
+/// When alice ran `mfa-enroll`: a minute before the login.
+const MADE: u64 = NOW - 60;
+
 #[test]
-fn an_enrolled_user_adds_a_device_by_proving_the_old_one_first() {
+fn an_enrolled_user_adds_a_device_with_a_code_of_the_old_one_typed_into_mfa_enroll() {
     let w = World::enrolled(|_| {});
-    let (codes, hashes) = cheap_codes();
-    let path = spool_request(
-        &w,
-        mfa_core::pending::Request::Device {
-            device: new_device("tablet"),
-            recovery: hashes,
-        },
-    );
-    let mut s = Script::answering(&[&code(NOW), &new_code(NOW)]);
+    let (codes, request) = tablet_request(MADE);
+    let (path, pending) =
+        spool_request_at(&w, MADE, request, Some(Proof::Totp(typed(&code(MADE)))));
+    let mut s = Script::answering(&[&code(NOW)]);
     let (o, events) = w.login("alice", &mut s, NOW);
     assert!(matches!(o, Outcome::Success), "{o:?}");
     assert_eq!(events, [EventKind::AuthSuccess, EventKind::DeviceEnrolled]);
-    assert_eq!(s.prompts(), 2);
+    assert_eq!(
+        s.prompts(),
+        1,
+        "no second prompt: the codes came with the request"
+    );
+    let r = w.record().unwrap();
+    let names: Vec<&str> = r.devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["phone", "tablet"]);
+    // Both codes are used up: the old device's at the login, the new one's
+    // at the request's time.
+    assert_eq!(r.devices[0].last_used_step, Some(time_step(NOW, 30)));
+    assert_eq!(r.devices[1].last_used_step, Some(time_step(MADE, 30)));
+    assert!(r.has_applied(&pending.id));
+    assert!(!path.exists());
+    // The change is announced in this login, which may print, and cleared.
     assert!(
-        s.transcript[1].contains("new device \"tablet\""),
+        s.infos().iter().any(|t| t.contains("\"tablet\" was added")),
         "{:?}",
         s.transcript
     );
-    let r = w.record().unwrap();
-    assert_eq!(
-        r.devices
-            .iter()
-            .map(|d| d.name.as_str())
-            .collect::<Vec<_>>(),
-        ["phone", "tablet"]
-    );
-    assert_eq!(r.recovery_codes_left(), 3);
-    assert!(!path.exists());
+    assert!(r.notices.is_empty());
     // The codes the user was shown at enrollment are the ones that work now.
     let (o, _) = w.login(
         "alice",
@@ -740,38 +777,247 @@ fn an_enrolled_user_adds_a_device_by_proving_the_old_one_first() {
 }
 
 #[test]
-fn a_wrong_code_for_the_new_device_keeps_the_login_and_the_request() {
+fn a_shell_without_the_authenticator_cannot_install_recovery_codes() {
+    // What anyone with a shell as alice can seal: no code of her device.
     let w = World::enrolled(|_| {});
-    let (_, hashes) = cheap_codes();
-    let path = spool_request(
-        &w,
-        mfa_core::pending::Request::Device {
-            device: new_device("tablet"),
-            recovery: hashes,
-        },
+    let before = w.record().unwrap();
+    let (attacker_codes, hashes) = cheap_codes();
+    let (path, _) = spool_request_at(&w, MADE, Request_::RecoveryCodes { recovery: hashes }, None);
+    let mut s = Script::answering(&[&code(NOW)]);
+    let (o, events) = w.login("alice", &mut s, NOW);
+    assert!(matches!(o, Outcome::Success), "{o:?}");
+    assert_eq!(events, [EventKind::AuthSuccess, EventKind::PendingIgnored]);
+    let after = w.record().unwrap();
+    assert_eq!(after.recovery, before.recovery, "the codes are alice's own");
+    assert!(!path.exists(), "a refused request goes");
+    assert!(
+        s.transcript.iter().any(|t| t.contains("was refused")),
+        "alice is told: {:?}",
+        s.transcript
     );
-    let (o, events) = w.login(
+    let (o, _) = w.login(
         "alice",
-        &mut Script::answering(&[&code(NOW), b"000000"]),
-        NOW,
+        &mut Script::answering(&[attacker_codes[0].display().as_bytes()]),
+        NOW + 60,
     );
+    assert!(matches!(o, Outcome::WrongCode));
+}
+
+#[test]
+fn a_wrong_code_in_a_request_is_refused_removes_every_request_and_counts_as_a_failure() {
+    let w = World::enrolled(|_| {});
+    let (_, request) = tablet_request(MADE);
+    let (older, _) = spool_request_at(&w, MADE - 10, tablet_request(MADE - 10).1, None);
+    let (path, _) = spool_request_at(&w, MADE, request, Some(Proof::Totp(typed(b"000000"))));
+    let (o, events) = w.login("alice", &mut Script::answering(&[&code(NOW)]), NOW);
+    assert!(matches!(o, Outcome::Success), "{o:?}");
+    assert_eq!(
+        events,
+        [
+            EventKind::PendingIgnored,
+            EventKind::AuthSuccess,
+            EventKind::AuthFailure
+        ],
+        "the older request is superseded, the newest evaluated"
+    );
+    let r = w.record().unwrap();
+    assert_eq!(r.devices.len(), 1);
+    assert_eq!(r.failures, 1, "a guess like a wrong code at the prompt");
+    assert!(!path.exists() && !older.exists());
+}
+
+#[test]
+fn a_code_already_used_to_log_in_cannot_prove_a_request() {
+    let w = World::enrolled(|_| {});
+    // Alice logs in at MADE; someone who saw that code seals it at once.
+    let (o, _) = w.login("alice", &mut Script::answering(&[&code(MADE)]), MADE);
+    assert!(matches!(o, Outcome::Success));
+    let (_, request) = tablet_request(MADE);
+    spool_request_at(&w, MADE, request, Some(Proof::Totp(typed(&code(MADE)))));
+    let (o, events) = w.login("alice", &mut Script::answering(&[&code(NOW)]), NOW);
     assert!(matches!(o, Outcome::Success));
     assert_eq!(events, [EventKind::AuthSuccess, EventKind::AuthFailure]);
     assert_eq!(w.record().unwrap().devices.len(), 1);
-    assert!(path.exists());
+}
+
+#[test]
+fn a_code_from_outside_the_window_at_the_requests_time_is_refused() {
+    let w = World::enrolled(|_| {});
+    let (_, request) = tablet_request(MADE);
+    // A code of five minutes later than the request claims to be.
+    spool_request_at(
+        &w,
+        MADE,
+        request,
+        Some(Proof::Totp(typed(&code(MADE + 300)))),
+    );
+    let (_, events) = w.login("alice", &mut Script::answering(&[&code(NOW)]), NOW);
+    assert_eq!(events, [EventKind::AuthSuccess, EventKind::AuthFailure]);
+    assert_eq!(w.record().unwrap().devices.len(), 1);
+}
+
+#[test]
+fn a_wrong_code_of_the_new_device_is_refused() {
+    let w = World::enrolled(|_| {});
+    let (_, hashes) = cheap_codes();
+    let request = Request_::Device {
+        device: new_device("tablet"),
+        recovery: hashes,
+        code: Some(typed(b"000000")),
+    };
+    spool_request_at(&w, MADE, request, Some(Proof::Totp(typed(&code(MADE)))));
+    let (_, events) = w.login("alice", &mut Script::answering(&[&code(NOW)]), NOW);
+    assert_eq!(events, [EventKind::AuthSuccess, EventKind::AuthFailure]);
+    let r = w.record().unwrap();
+    assert_eq!(r.devices.len(), 1);
+    // Refused as a whole: the old device's code in it is not used up.
+    assert_eq!(r.devices[0].last_used_step, Some(time_step(NOW, 30)));
+}
+
+#[test]
+fn a_recovery_code_may_stand_in_for_the_device_and_is_used_up() {
+    let w = World::enrolled(|_| {});
+    let mut record = w.record().unwrap();
+    let (old_codes, old_set) = cheap_codes();
+    record.recovery = Some(old_set);
+    w.save(&record);
+    let (new_codes, hashes) = cheap_codes();
+    spool_request_at(
+        &w,
+        MADE,
+        Request_::RecoveryCodes { recovery: hashes },
+        Some(Proof::Recovery(typed(old_codes[1].display().as_bytes()))),
+    );
+    let report = w.report_with(
+        "alice",
+        "sshd",
+        Some(&mut Script::answering(&[&code(NOW)])),
+        &Users::new(&[]),
+        NOW,
+        false,
+    );
+    assert!(matches!(report.outcome, Outcome::Success));
+    let regenerated = &report.events[1];
+    assert_eq!(regenerated.kind, EventKind::RecoveryCodesRegenerated);
+    assert!(
+        regenerated
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("recovery code (now used up)"),
+        "{regenerated:?}"
+    );
+    // The old set is gone as a whole; the new one works.
+    for (code, ok) in [(&old_codes[0], false), (&new_codes[0], true)] {
+        let (o, _) = w.login(
+            "alice",
+            &mut Script::answering(&[code.display().as_bytes()]),
+            NOW + 60,
+        );
+        assert_eq!(matches!(o, Outcome::Success), ok, "{o:?}");
+    }
+}
+
+#[test]
+fn a_copy_of_an_applied_request_does_not_apply_again() {
+    let w = World::enrolled(|_| {});
+    let (_, request) = tablet_request(MADE);
+    let (_, pending) = spool_request_at(&w, MADE, request, Some(Proof::Totp(typed(&code(MADE)))));
+    let (o, _) = w.login("alice", &mut Script::answering(&[&code(NOW)]), NOW);
+    assert!(matches!(o, Outcome::Success));
+    // Alice removes the tablet; the copy someone kept is put back.
+    let mut r = w.record().unwrap();
+    r.devices.retain(|d| d.name != "tablet");
+    w.save(&r);
+    let copy = spool_sealed(&w, &pending);
+    let (o, events) = w.login(
+        "alice",
+        &mut Script::answering(&[&code(NOW + 30)]),
+        NOW + 30,
+    );
+    assert!(matches!(o, Outcome::Success));
+    assert_eq!(events, [EventKind::AuthSuccess, EventKind::PendingIgnored]);
+    assert_eq!(w.record().unwrap().devices.len(), 1);
+    assert!(!copy.exists());
+}
+
+#[test]
+fn a_change_made_under_pam_silent_is_announced_at_the_next_login_that_may_print() {
+    let w = World::enrolled(|_| {});
+    let (_, hashes) = cheap_codes();
+    spool_request_at(
+        &w,
+        MADE,
+        Request_::RecoveryCodes { recovery: hashes },
+        Some(Proof::Totp(typed(&code(MADE)))),
+    );
+    let mut silent = Script::answering(&[&code(NOW)]);
+    let (o, _) = w.login_with(
+        "alice",
+        "sudo",
+        Some(&mut silent),
+        &Users::new(&[]),
+        NOW,
+        true,
+    );
+    assert!(matches!(o, Outcome::Success));
+    assert!(silent.infos().is_empty(), "{:?}", silent.transcript);
+    assert_eq!(w.record().unwrap().notices.len(), 1);
+    let mut next = Script::answering(&[&code(NOW + 30)]);
+    w.login("alice", &mut next, NOW + 30);
+    assert!(
+        next.infos()
+            .iter()
+            .any(|t| t.contains("recovery codes were replaced") && t.contains(" UTC")),
+        "{:?}",
+        next.transcript
+    );
+    assert!(w.record().unwrap().notices.is_empty());
+    let mut third = Script::answering(&[&code(NOW + 60)]);
+    w.login("alice", &mut third, NOW + 60);
+    assert!(
+        third.infos().is_empty(),
+        "told once: {:?}",
+        third.transcript
+    );
+}
+
+#[test]
+fn a_request_breaking_the_settings_is_refused_before_the_login() {
+    let w = World::enrolled(|_| {});
+    let (_, hashes) = cheap_codes();
+    let mut device = new_device("tablet");
+    device.secret = Zeroizing::new(b"short secret".to_vec());
+    let request = Request_::Device {
+        device,
+        recovery: hashes,
+        code: None,
+    };
+    let (path, _) = spool_request_at(&w, MADE, request, Some(Proof::Totp(typed(&code(MADE)))));
+    let report = w.report_with(
+        "alice",
+        "sshd",
+        Some(&mut Script::answering(&[&code(NOW)])),
+        &Users::new(&[]),
+        NOW,
+        false,
+    );
+    let kinds: Vec<EventKind> = report.events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventKind::PendingIgnored, EventKind::AuthSuccess]);
+    assert!(report.events[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("bits, fewer than 128"));
+    assert!(!path.exists());
+    assert_eq!(w.record().unwrap().devices.len(), 1);
 }
 
 #[test]
 fn a_wrong_first_factor_never_activates_a_pending_device() {
     let w = World::enrolled(|_| {});
-    let (_, hashes) = cheap_codes();
-    let path = spool_request(
-        &w,
-        mfa_core::pending::Request::Device {
-            device: new_device("tablet"),
-            recovery: hashes,
-        },
-    );
+    let (_, request) = tablet_request(MADE);
+    let (path, _) = spool_request_at(&w, MADE, request, Some(Proof::Totp(typed(&code(MADE)))));
     // Even the new device's code is no good in place of the existing factor.
     let (o, _) = w.login("alice", &mut Script::answering(&[&new_code(NOW)]), NOW);
     assert!(matches!(o, Outcome::WrongCode));
@@ -780,38 +1026,19 @@ fn a_wrong_first_factor_never_activates_a_pending_device() {
 }
 
 #[test]
-fn self_service_recovery_codes_replace_the_old_set_after_a_factor() {
-    let w = World::enrolled(|_| {});
-    let (codes, hashes) = cheap_codes();
-    spool_request(
-        &w,
-        mfa_core::pending::Request::RecoveryCodes { recovery: hashes },
-    );
-    let (o, events) = w.login("alice", &mut Script::answering(&[&code(NOW)]), NOW);
-    assert!(matches!(o, Outcome::Success));
-    assert_eq!(
-        events,
-        [EventKind::AuthSuccess, EventKind::RecoveryCodesRegenerated]
-    );
-    let (o, _) = w.login(
-        "alice",
-        &mut Script::answering(&[codes[2].display().as_bytes()]),
-        NOW + 60,
-    );
-    assert!(matches!(o, Outcome::Success));
-}
-
-#[test]
 fn a_first_device_is_activated_by_its_code_under_skip_and_committed_in_the_account_phase() {
     for policy in [NotConfigured::Skip, NotConfigured::Configure] {
         let w = World::new(|c| c.policy.not_configured = policy);
         let (_, hashes) = cheap_codes();
-        let path = spool_request(
+        let (path, pending) = spool_request_at(
             &w,
-            mfa_core::pending::Request::Device {
+            MADE,
+            Request_::Device {
                 device: new_device("phone"),
                 recovery: hashes,
+                code: Some(typed(&new_code(MADE))),
             },
+            None,
         );
         let req = Request {
             user: "alice",
@@ -820,6 +1047,7 @@ fn a_first_device_is_activated_by_its_code_under_skip_and_committed_in_the_accou
             tty: None,
             silent: false,
         };
+        // A fresh code at the login, newer than the one in the request.
         let mut s = Script::answering(&[&new_code(NOW)]);
         let report = flow::authenticate(
             &w.host,
@@ -828,7 +1056,7 @@ fn a_first_device_is_activated_by_its_code_under_skip_and_committed_in_the_accou
             &Users::new(&[]),
             &FixedClock(NOW),
         );
-        let Outcome::EnrollmentVerified(pending) = report.outcome else {
+        let Outcome::EnrollmentVerified(verified) = report.outcome else {
             panic!("{policy:?}: {:?}", report.outcome)
         };
         assert!(w.record().is_none(), "nothing before the account phase");
@@ -836,7 +1064,7 @@ fn a_first_device_is_activated_by_its_code_under_skip_and_committed_in_the_accou
         let done = flow::complete_enrollment(
             &w.host,
             req,
-            Some(*pending),
+            Some(*verified),
             Some(&mut after),
             &FixedClock(NOW),
         );
@@ -844,22 +1072,35 @@ fn a_first_device_is_activated_by_its_code_under_skip_and_committed_in_the_accou
         let r = w.record().unwrap();
         assert_eq!(r.devices[0].name, "phone");
         assert_eq!(r.recovery_codes_left(), 3, "the codes the user already saw");
+        assert!(r.has_applied(&pending.id));
         assert!(after.transcript.is_empty(), "no new codes are shown");
         assert!(!path.exists());
     }
 }
 
 #[test]
-fn under_deny_a_first_device_waits_for_approval() {
-    let w = World::new(|c| c.policy.not_configured = NotConfigured::Deny);
+fn the_code_in_a_first_device_request_cannot_be_typed_again_at_the_login() {
+    let w = World::new(|c| c.policy.not_configured = NotConfigured::Configure);
     let (_, hashes) = cheap_codes();
-    let path = spool_request(
+    spool_request_at(
         &w,
-        mfa_core::pending::Request::Device {
+        NOW,
+        Request_::Device {
             device: new_device("phone"),
             recovery: hashes,
+            code: Some(typed(&new_code(NOW))),
         },
+        None,
     );
+    let (o, _) = w.login("alice", &mut Script::answering(&[&new_code(NOW)]), NOW);
+    assert!(matches!(o, Outcome::WrongCode), "{o:?}");
+}
+
+#[test]
+fn under_deny_a_first_device_waits_for_approval() {
+    let w = World::new(|c| c.policy.not_configured = NotConfigured::Deny);
+    let (_, request) = tablet_request(MADE);
+    let (path, _) = spool_request_at(&w, MADE, request, None);
     let mut s = Script::answering(&[&new_code(NOW)]);
     let (o, _) = w.login("alice", &mut s, NOW);
     assert!(matches!(o, Outcome::Denied));
@@ -1019,10 +1260,12 @@ fn a_login_removes_expired_requests_of_other_users_and_logs_them_in_one_line() {
     let planted: Vec<std::path::PathBuf> = (2000..2003)
         .map(|uid| {
             let sealed = mfa_core::pending::Pending {
+                id: Pending::new_id().unwrap(),
                 created: NOW,
                 request: mfa_core::pending::Request::RecoveryCodes {
                     recovery: cheap_codes().1,
                 },
+                proof: None,
             }
             .seal(&w.fixture.keys.enrollment_public_key(), uid)
             .unwrap();

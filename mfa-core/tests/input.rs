@@ -1,9 +1,10 @@
 //! Strict reading of what a user types at the verification prompt.
 
 use mfa_core::input::{classify, parse_totp, Input, InvalidInput, MAX_INPUT_BYTES};
+use mfa_core::recovery::CodeFormat;
 
-const DIGITS: u8 = 6;
-const RECOVERY: u8 = 12;
+const DIGITS: &[u8] = &[6];
+const RECOVERY: Option<CodeFormat> = Some(CodeFormat::Base32);
 
 fn reason(raw: &[u8]) -> InvalidInput {
     match classify(raw, DIGITS, RECOVERY) {
@@ -13,7 +14,7 @@ fn reason(raw: &[u8]) -> InvalidInput {
 }
 
 fn totp(raw: &[u8], digits: u8) -> String {
-    match classify(raw, digits, RECOVERY) {
+    match classify(raw, &[digits], RECOVERY) {
         Input::Totp(code) => code.as_str().to_owned(),
         other => panic!("{raw:?} is not a TOTP code: {other:?}"),
     }
@@ -168,8 +169,20 @@ fn recovery_code_with_u_is_refused() {
 
 #[test]
 fn recovery_code_of_wrong_length_is_refused() {
-    assert_eq!(reason(b"7kq2-m9xd-4hf"), InvalidInput::WrongLength);
-    assert_eq!(reason(b"7kq2-m9xd-4hfrr"), InvalidInput::WrongLength);
+    // Shorter than any code pam_mfa makes, longer than any it makes.
+    assert_eq!(reason(b"7kq2-m9xd-4"), InvalidInput::WrongLength);
+    assert_eq!(
+        reason(b"7kq2-m9xd-4hfr-7kq2-m9xd-4hfr-7kq2-m9xd-4"),
+        InvalidInput::WrongLength
+    );
+}
+
+#[test]
+fn a_base32_code_of_any_length_a_set_may_have_is_a_candidate() {
+    // Codes made before recovery.length changed keep working: the set's
+    // hash decides, not today's configured length.
+    assert_eq!(recovery(b"7kq2-m9xd-4h"), "7kq2m9xd4h");
+    assert_eq!(recovery(b"7kq2-m9xd-4hfr-m9xd"), "7kq2m9xd4hfrm9xd");
 }
 
 #[test]
@@ -179,10 +192,50 @@ fn recovery_code_with_other_separators_is_refused() {
 }
 
 #[test]
-fn digits_of_totp_length_are_never_a_recovery_code() {
-    // Even when the recovery length equals the number of digits, TOTP wins.
-    assert!(matches!(classify(b"1234567890", 10, 10), Input::Totp(_)));
-    assert!(matches!(classify(b"123456", 6, 12), Input::Totp(_)));
+fn digits_of_totp_length_are_never_a_base32_recovery_code() {
+    assert!(matches!(
+        classify(b"123456", &[6], RECOVERY),
+        Input::Totp(_)
+    ));
+    assert!(matches!(
+        classify(b"12345678", &[6, 8], RECOVERY),
+        Input::Totp(_)
+    ));
+}
+
+#[test]
+fn each_device_length_is_a_totp_code() {
+    // A 6-digit and an 8-digit device: both lengths are codes, 7 is not.
+    assert!(matches!(
+        classify(b"123456", &[6, 8], RECOVERY),
+        Input::Totp(_)
+    ));
+    assert!(matches!(
+        classify(b"12345678", &[6, 8], RECOVERY),
+        Input::Totp(_)
+    ));
+    assert!(matches!(
+        classify(b"1234567", &[6, 8], RECOVERY),
+        Input::Invalid(InvalidInput::WrongLength)
+    ));
+}
+
+#[test]
+fn eight_digits_beside_imported_scratch_codes_are_either() {
+    let scratch = Some(CodeFormat::Digits(8));
+    assert!(matches!(
+        classify(b"12345678", &[8], scratch),
+        Input::Either(..)
+    ));
+    assert!(matches!(
+        classify(b"12345678", &[6], scratch),
+        Input::Recovery(_)
+    ));
+    assert!(matches!(
+        classify(b"1234-5678", &[6], scratch),
+        Input::Recovery(_)
+    ));
+    assert!(matches!(classify(b"123456", &[6], scratch), Input::Totp(_)));
 }
 
 #[test]
@@ -227,11 +280,11 @@ fn parse_totp_refuses_every_malformed_form() {
 
 #[test]
 fn debug_output_never_shows_the_code() {
-    let Input::Totp(code) = classify(b"987654", 6, 12) else {
+    let Input::Totp(code) = classify(b"987654", DIGITS, RECOVERY) else {
         panic!("not a code");
     };
     assert!(!format!("{code:?}").contains("987654"));
-    let Input::Recovery(candidate) = classify(b"7kq2-m9xd-4hfr", 6, 12) else {
+    let Input::Recovery(candidate) = classify(b"7kq2-m9xd-4hfr", DIGITS, RECOVERY) else {
         panic!("not a recovery code");
     };
     assert!(!format!("{candidate:?}").contains("7kq2"));

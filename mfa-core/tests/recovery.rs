@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 
 use mfa_core::recovery::{
-    generate, normalize, KdfParams, RecoveryCode, RecoveryError, RecoveryHashes, ALPHABET,
-    DEFAULT_COUNT, DEFAULT_LENGTH, MAX_CODES,
+    generate, normalize, CodeFormat, KdfParams, RecoveryCode, RecoveryError, RecoveryHashes,
+    ALPHABET, DEFAULT_COUNT, DEFAULT_LENGTH, MAX_CODES,
 };
 
 /// Argon2id at its cheapest, so the suite stays fast; one test uses the defaults.
@@ -213,16 +213,20 @@ fn longer_codes_use_more_groups() {
 #[test]
 fn set_rebuilt_from_its_parts_still_finds_codes() {
     let (codes, hashes) = fast_set(3);
-    let rebuilt =
-        RecoveryHashes::from_parts(*hashes.salt(), hashes.params(), hashes.hashes().to_vec())
-            .unwrap();
+    let rebuilt = RecoveryHashes::from_parts(
+        CodeFormat::Base32,
+        *hashes.salt(),
+        hashes.params(),
+        hashes.hashes().to_vec(),
+    )
+    .unwrap();
     assert_eq!(rebuilt, hashes);
     assert_eq!(find(&rebuilt, codes[2].display()), Some(2));
 }
 
 #[test]
 fn set_with_no_codes_left_is_valid_and_finds_nothing() {
-    let empty = RecoveryHashes::from_parts([1; 16], FAST, Vec::new()).unwrap();
+    let empty = RecoveryHashes::from_parts(CodeFormat::Base32, [1; 16], FAST, Vec::new()).unwrap();
     assert_eq!(empty.remaining(), 0);
     assert_eq!(find(&empty, "7kq2-m9xd-4hfr"), None);
 }
@@ -283,7 +287,7 @@ fn from_parts_refuses_kdf_params_out_of_range() {
         ),
     ];
     for (name, params) in cases {
-        match RecoveryHashes::from_parts([0; 16], params, Vec::new()) {
+        match RecoveryHashes::from_parts(CodeFormat::Base32, [0; 16], params, Vec::new()) {
             Err(RecoveryError::BadKdfParams { setting, .. }) => assert_eq!(setting, name),
             other => panic!("{params:?} gave {other:?}"),
         }
@@ -314,7 +318,7 @@ fn from_parts_refuses_more_than_64_hashes() {
         .map(|i| [u8::try_from(i).unwrap(); 32])
         .collect();
     assert_eq!(
-        RecoveryHashes::from_parts([0; 16], FAST, hashes),
+        RecoveryHashes::from_parts(CodeFormat::Base32, [0; 16], FAST, hashes),
         Err(RecoveryError::BadCount(65))
     );
 }
@@ -322,7 +326,12 @@ fn from_parts_refuses_more_than_64_hashes() {
 #[test]
 fn from_parts_refuses_a_repeated_hash() {
     assert_eq!(
-        RecoveryHashes::from_parts([0; 16], FAST, vec![[1; 32], [2; 32], [1; 32]]),
+        RecoveryHashes::from_parts(
+            CodeFormat::Base32,
+            [0; 16],
+            FAST,
+            vec![[1; 32], [2; 32], [1; 32]]
+        ),
         Err(RecoveryError::DuplicateHash)
     );
 }

@@ -23,7 +23,7 @@ fn two_states(f: &Fixture) -> (Vec<u8>, Vec<u8>, Record, Record) {
     let mut user = store.open_user(UID, &f.keys).unwrap();
     let mut second = first.clone();
     second.devices[0].last_used_step = Some(42);
-    second.last_success = Some(LastSuccess::new(1_700_000_100, "sshd", "192.0.2.1"));
+    second.last_success = Some(LastSuccess::new(1_700_000_100, "sshd", "192.0.2.1", ""));
     assert_eq!(user.commit(&second, &f.keys).unwrap(), CommitKind::InPlace);
     drop(user);
     let after = std::fs::read(f.record_path(UID)).unwrap();
@@ -458,11 +458,11 @@ fn a_record_of_an_unknown_version_asks_for_an_upgrade() {
     let (_, mut bytes, _, _) = two_states(&f);
     let slot = bytes.len() / 2;
     for start in [0, slot] {
-        bytes[start + 8..start + 10].copy_from_slice(&2u16.to_be_bytes());
+        bytes[start + 8..start + 10].copy_from_slice(&3u16.to_be_bytes());
     }
     let err = decode_record_file(&bytes, UID, &f.keys).unwrap_err();
     assert!(
-        matches!(err, StoreError::UnknownVersion { version: 2, .. }),
+        matches!(err, StoreError::UnknownVersion { version: 3, .. }),
         "{err}"
     );
     assert!(err.to_string().contains("upgrade"));

@@ -69,7 +69,7 @@ pub fn run(cli: &Cli) -> Result<(), CliError> {
             import::google_authenticator(config_path, args, &mut out)
         }
         Command::Import(ImportCommand::Oath(args)) => import::oath(config_path, args, &mut out),
-        Command::Approve(target) => approval::approve(config_path, target, &mut out),
+        Command::Approve(args) => approval::approve(config_path, args, &mut out),
         Command::Doctor(args) => approval::doctor(config_path, args, &mut out),
         Command::GenerateDocs(args) => docs::generate(&args.out, &mut out),
     }
@@ -101,10 +101,12 @@ pub struct Who {
 }
 
 impl Who {
-    /// `alice (uid 1000)`, or `uid 1000` without a name.
+    /// `alice (uid 1000)`, or `uid 1000` without a name. The name is
+    /// escaped ([`mfa_core::text::escape`]): the name service may hold
+    /// anything.
     pub fn describe(&self) -> String {
         match &self.name {
-            Some(name) => format!("{name} (uid {})", self.uid),
+            Some(name) => format!("{} (uid {})", mfa_core::text::escape(name), self.uid),
             None => format!("uid {}", self.uid),
         }
     }
@@ -342,9 +344,7 @@ fn status(config_path: &Path, args: &StatusArgs, out: &mut impl Write) -> Result
         log(&render::slot_discarded_event(&who, &fault.to_string()));
     }
     if args.json {
-        let mut line = render::status_json(&who, &status).to_string();
-        line.push('\n');
-        write_out(out, &line)
+        write_out(out, &render::json_line(&render::status_json(&who, &status)))
     } else {
         write_out(out, &render::status_text(&who, &status))
     }

@@ -100,6 +100,17 @@ pub enum CliError {
         /// The user.
         uid: u32,
     },
+    /// The user has several requests and `--request` named none of them.
+    WhichRequest {
+        /// The user.
+        uid: u32,
+        /// What `--request` said, if anything.
+        named: Option<String>,
+    },
+    /// The administrator answered no (or nothing) to the confirmation.
+    NotApproved,
+    /// The request breaks the host's settings or its codes do not hold.
+    RequestRefused(mfa_core::pending::Refusal),
     /// `doctor` found errors; they were printed.
     DoctorFound(usize),
     /// Writing to standard output failed after the user was enrolled, so the
@@ -121,6 +132,7 @@ impl CliError {
             | CliError::NeedsUser { .. }
             | CliError::UnknownUid(_)
             | CliError::NoHome(_)
+            | CliError::WhichRequest { .. }
             | CliError::Admin(
                 AdminError::UnknownDevice { .. }
                 | AdminError::Key(KeyError::UnknownGeneration(_))
@@ -144,7 +156,9 @@ impl CliError {
                     | ImportError::Secret(mfa_core::totp::SecretError::TooShort { .. }),
                 ..
             }
-            | CliError::NothingPending { .. } => EXIT_REFUSED,
+            | CliError::NothingPending { .. }
+            | CliError::NotApproved
+            | CliError::RequestRefused(_) => EXIT_REFUSED,
             CliError::Incomplete { code, .. } => *code,
             CliError::Spool(_)
             | CliError::DoctorFound(_)
@@ -232,6 +246,25 @@ impl fmt::Display for CliError {
             CliError::NothingPending { uid } => write!(
                 f,
                 "uid {uid} has no valid pending self-service enrollment; the user runs `mfa-enroll` first (see `mfa-enroll list` and the auth log for ignored ones)"
+            ),
+            CliError::WhichRequest { uid, named: None } => write!(
+                f,
+                "uid {uid} has several pending requests (listed above); name one with --request"
+            ),
+            CliError::WhichRequest {
+                uid,
+                named: Some(n),
+            } => write!(
+                f,
+                "uid {uid} has no pending request {}; run `mfa-enroll approve` without --request to list them",
+                mfa_core::text::escape(n)
+            ),
+            CliError::NotApproved => {
+                f.write_str("nothing was applied; answer y, or pass --yes, to approve")
+            }
+            CliError::RequestRefused(r) => write!(
+                f,
+                "the request is refused and was removed: {r}"
             ),
             CliError::DoctorFound(n) => write!(
                 f,

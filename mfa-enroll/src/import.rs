@@ -16,6 +16,7 @@ use mfa_core::import::{
     OathToken, MAX_GOOGLE_AUTHENTICATOR_FILE, MAX_OATH_USERSFILE,
 };
 use mfa_core::recovery::RecoveryCode;
+use mfa_core::text::escape;
 use mfa_core::totp::TotpParams;
 use nix::libc;
 use nix::unistd::{Uid, User};
@@ -184,7 +185,7 @@ pub fn google_authenticator(
     let _ = write!(
         text,
         "\n{} was not modified. Delete it once pam_google_authenticator.so is out of the PAM stack.\n",
-        path.display()
+        escape(&path.display().to_string())
     );
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
@@ -210,7 +211,7 @@ fn ga_summary(
     let _ = writeln!(
         s,
         "the google-authenticator file {} for {}:\n",
-        path.display(),
+        escape(&path.display().to_string()),
         who.describe()
     );
     let _ = writeln!(
@@ -372,7 +373,7 @@ fn oath_report(
         } else {
             "Would import from"
         },
-        path.display(),
+        escape(&path.display().to_string()),
         line_count,
         if line_count == 1 { "line" } else { "lines" }
     );
@@ -439,7 +440,7 @@ fn oath_report(
             let _ = writeln!(
                 text,
                 "\nThe authenticator apps keep working unchanged. {} was not modified.",
-                path.display()
+                escape(&path.display().to_string())
             );
         }
     } else {

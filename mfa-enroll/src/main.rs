@@ -129,8 +129,14 @@ pub enum Command {
     Import(ImportCommand),
     /// Apply a user's pending self-service enrollment: how a first device
     /// gets in under the deny policy.
+    ///
+    /// Shows what the request would apply (device name, algorithm, digits,
+    /// period, when it was made, a fingerprint of the secret) and asks
+    /// before applying it, unless --yes. A user with several requests has
+    /// them listed; name one with --request. A request that breaks the
+    /// host's settings is refused and removed.
     #[command(after_long_help = EXIT_STATUS_HELP)]
-    Approve(Target),
+    Approve(ApproveArgs),
     /// Check the configuration, keys, store, PAM stacks, `sshd_config` and
     /// sudo's timestamp; print each finding with its fix.
     ///
@@ -140,6 +146,21 @@ pub enum Command {
     /// Write the manual page and shell completions (for packaging).
     #[command(hide = true)]
     GenerateDocs(GenerateDocsArgs),
+}
+
+/// `approve` arguments.
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The user.
+    #[command(flatten)]
+    pub target: Target,
+    /// Which request, when the user has made several: the name `approve`
+    /// lists (the spool file's name after the uid).
+    #[arg(long, value_name = "ID")]
+    pub request: Option<String>,
+    /// Apply without asking.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// `--json` alone.
@@ -419,8 +440,11 @@ fn main() -> ExitCode {
 
 fn report(e: &CliError) {
     use std::io::Write as _;
+    // Messages echo names, paths and spool file names that users chose;
+    // escaping the whole message covers every one of them.
+    let message = mfa_core::text::escape(&e.to_string()).into_owned();
     // Nothing sensible is left to do if stderr is gone.
-    let _ = writeln!(std::io::stderr(), "mfa-enroll: {e}");
+    let _ = writeln!(std::io::stderr(), "mfa-enroll: {message}");
 }
 
 #[cfg(test)]

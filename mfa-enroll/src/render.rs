@@ -2,48 +2,68 @@
 //! the log. Nothing here decides anything.
 
 use std::fmt::Write as _;
+use std::io;
 
 use mfa_core::admin::{Provision, UserStatus};
 use mfa_core::audit::{Event, EventKind};
 use mfa_core::recovery::RecoveryCode;
+use mfa_core::text::{self, escape};
 use serde::Serialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use crate::commands::Who;
 
-/// `YYYY-MM-DD HH:MM:SS UTC` for a Unix time.
-pub fn utc(unix: u64) -> String {
-    let days = unix / 86_400;
-    let secs = unix % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01
-/// (H. Hinnant's `civil_from_days`, for days >= 0).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
-}
+pub use mfa_core::clock::utc;
 
 /// Room for everything an enrollment prints (the UTF-8 QR code is the
 /// largest part, about 5 KiB), reserved up front so that the buffers holding
 /// the secret never reallocate and leave copies behind.
 const SECRET_TEXT_CAPACITY: usize = 32 * 1024;
+
+/// JSON whose strings carry no character a terminal would act on.
+/// `serde_json` escapes the C0 controls itself; this also writes DEL, the
+/// C1 controls, bidirectional overrides and every other character that is
+/// not [`text::is_printable`] as `\uXXXX`, so that `--json` output read on
+/// a terminal is as safe as the text output. A JSON reader gets the exact
+/// value back.
+struct PrintableJson;
+
+impl serde_json::ser::Formatter for PrintableJson {
+    fn write_string_fragment<W>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()>
+    where
+        W: ?Sized + io::Write,
+    {
+        let mut rest = fragment;
+        while let Some((i, c)) = rest.char_indices().find(|&(_, c)| !text::is_printable(c)) {
+            writer.write_all(&rest.as_bytes()[..i])?;
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                write!(writer, "\\u{unit:04x}")?;
+            }
+            rest = &rest[i + c.len_utf8()..];
+        }
+        writer.write_all(rest.as_bytes())
+    }
+}
+
+/// Writes `value` as compact JSON into `buf`, the way every `--json`
+/// output is written. Nothing is allocated beyond `buf`'s growth, so a
+/// buffer reserved up front for secrets never reallocates.
+pub fn write_json(buf: &mut Vec<u8>, value: &impl Serialize) {
+    let mut serializer = serde_json::Serializer::with_formatter(buf, PrintableJson);
+    // Plain strings, numbers and maps into a Vec: this cannot fail.
+    let _ = value.serialize(&mut serializer);
+}
+
+/// `value` as one line of JSON, newline included (see [`write_json`]).
+pub fn json_line(value: &impl Serialize) -> String {
+    let mut buf = Vec::new();
+    write_json(&mut buf, value);
+    buf.push(b'\n');
+    // serde_json writes UTF-8 only.
+    String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
 
 /// What `enroll --json` prints, in this order.
 #[derive(Serialize)]
@@ -74,8 +94,7 @@ pub fn enroll_json(who: &Who, p: &Provision, generation: u32) -> Zeroizing<Vec<u
         key_generation: generation,
     };
     let mut buf = Zeroizing::new(Vec::with_capacity(SECRET_TEXT_CAPACITY));
-    // Writing plain strings and numbers into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *buf, &output);
+    write_json(&mut buf, &output);
     buf.push(b'\n');
     buf
 }
@@ -87,7 +106,7 @@ pub fn enroll_instructions(who: &Who, p: &Provision, qr: &[String]) -> Zeroizing
     let _ = writeln!(
         s,
         "Enrolling device \"{}\" for {}.\n",
-        p.device_name(),
+        escape(p.device_name()),
         who.describe()
     );
     if !qr.is_empty() {
@@ -119,7 +138,7 @@ pub fn enroll_done(who: &Who, p: &Provision, replaced: bool) -> Zeroizing<String
     let _ = writeln!(
         s,
         "\nDevice \"{}\" is enrolled for {}.",
-        p.device_name(),
+        escape(p.device_name()),
         who.describe()
     );
     if replaced {
@@ -186,7 +205,7 @@ pub fn status_text(who: &Who, s: &UserStatus) -> String {
     let _ = writeln!(out, "enrolled:            yes, since {since}");
     if let Some(name) = &s.enrolled_as {
         if who.name.as_deref() != Some(name.as_str()) {
-            let _ = writeln!(out, "enrolled as:         {name}");
+            let _ = writeln!(out, "enrolled as:         {}", escape(name));
         }
     }
     if s.devices.is_empty() {
@@ -197,7 +216,7 @@ pub fn status_text(who: &Who, s: &UserStatus) -> String {
         let _ = writeln!(
             out,
             "{label:<21}{} ({}, {} digits, {} s, added {})",
-            d.name,
+            escape(&d.name),
             d.params.algorithm.as_str(),
             d.params.digits,
             d.params.period,
@@ -229,10 +248,10 @@ pub fn status_text(who: &Who, s: &UserStatus) -> String {
                 out,
                 "last success:        {} via {}",
                 utc(l.time),
-                l.service
+                escape(&l.service)
             );
             if !l.rhost.is_empty() {
-                let _ = write!(out, " from {}", l.rhost);
+                let _ = write!(out, " from {}", escape(&l.rhost));
             }
             out.push('\n');
         }
@@ -375,6 +394,22 @@ mod tests {
             replace: false,
         };
         admin::provision(&config, &req, 1_764_150_000).unwrap()
+    }
+
+    #[test]
+    fn json_escapes_what_a_terminal_acts_on_and_reads_back_exactly() {
+        let value = json!({"name": "\x1b]0;x\x07 \u{7f}\u{9b}\u{202e}\u{e0041} é 電 \\ \""});
+        let line = json_line(&value);
+        assert!(
+            line.trim_end_matches('\n').chars().all(text::is_printable),
+            "{line}"
+        );
+        assert!(
+            line.contains(r#"\u001b]0;x\u0007 \u007f\u009b\u202e\udb40\udc41 é 電 \\ \""#),
+            "{line}"
+        );
+        let back: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, value);
     }
 
     #[test]

@@ -17,9 +17,10 @@ use mfa_core::config::{Config, QrStyle};
 use mfa_core::enrollment;
 use mfa_core::fsutil::FileTrust;
 use mfa_core::keys::EnrollmentPublicKey;
-use mfa_core::pending::{Pending, Request};
+use mfa_core::pending::{self, Pending, Proof, Request, Secret};
 use mfa_core::qr;
 use mfa_core::spool;
+use mfa_core::totp::TotpParams;
 use zeroize::Zeroizing;
 
 use crate::commands::{hostname, load_config, read_response, write_out};
@@ -82,6 +83,47 @@ fn ask_line(out: &mut impl Write, prompt: &str) -> Result<Zeroizing<Vec<u8>>, Cl
     Ok(line)
 }
 
+/// Asks for a factor the user already has: a code from one of their
+/// devices or one of their recovery codes. A change to an enrolled user's
+/// factors must carry one (the module checks it at the next login), so that
+/// someone with only the user's shell cannot change them. With
+/// `first_allowed`, an empty answer means "this is my first device".
+fn ask_proof(out: &mut impl Write, first_allowed: bool) -> Result<Option<Proof>, CliError> {
+    let prompt = if first_allowed {
+        "If you already have a device for this account, enter a code from it (or one of\n\
+         your recovery codes) to show this change is yours; if this is your first\n\
+         device, just press Enter: "
+    } else {
+        "Enter a code from your device (or one of your recovery codes) to show this\n\
+         change is yours: "
+    };
+    let answer = ask_line(out, prompt)?;
+    let answer = typed_code(&answer);
+    if answer.is_empty() {
+        return Ok(None);
+    }
+    let digits = answer.bytes().all(|b| b.is_ascii_digit());
+    Ok(Some(
+        if digits
+            && (usize::from(TotpParams::MIN_DIGITS)..=usize::from(TotpParams::MAX_DIGITS))
+                .contains(&answer.len())
+        {
+            Proof::Totp(answer)
+        } else {
+            Proof::Recovery(answer)
+        },
+    ))
+}
+
+/// A typed answer as text, trimmed, in a buffer wiped when dropped.
+fn typed_code(raw: &[u8]) -> Secret {
+    let text = String::from_utf8_lossy(raw);
+    let trimmed = text.trim();
+    let mut out = Zeroizing::new(String::with_capacity(trimmed.len()));
+    out.push_str(trimmed);
+    out
+}
+
 fn expiry_note(config: &Config) -> String {
     let hours = config.enrollment.pending_max_age / 3600;
     if hours >= 1 {
@@ -139,12 +181,24 @@ pub fn enroll(
     )?;
     let response = ask_line(out, render::CODE_PROMPT)?;
     provision.confirm(&response, &config, SystemClock.now())?;
-    seal_and_spool(
-        &config,
-        &public,
-        uid,
-        &provision.to_pending(SystemClock.now()),
-    )?;
+    let proof = ask_proof(out, true)?;
+    let request = provision
+        .to_pending(SystemClock.now(), typed_code(&response), proof)
+        .map_err(|e| CliError::Spool(e.to_string()))?;
+    // The module checks the new device's code at the request's time; one
+    // typed too long ago would be refused at the login, so say so now.
+    pending::check_new_device_code(&request, config.totp.window)
+        .map_err(|_| CliError::Spool("the code from the new app is too old by now; run mfa-enroll again and answer both questions promptly".into()))?;
+    seal_and_spool(&config, &public, uid, &request)?;
+    if let Some(d) = request.device() {
+        write_out(
+            out,
+            &format!(
+                "Secret fingerprint: {} (an administrator approving this request sees the same).\n",
+                pending::fingerprint(&d.secret)
+            ),
+        )?;
+    }
 
     let mut text = Zeroizing::new(String::new());
     text.push_str(
@@ -157,10 +211,11 @@ pub fn enroll(
     let _ = write!(
         text,
         "\nWhat happens next: at your next login (sudo, ssh) you will be asked for a\n\
-         code from your current device if you have one, then for a code from\n\
-         \"{name}\". Only then is it active, and these recovery codes replace any old\n\
-         ones. Under a policy that requires an administrator's approval, ask them to\n\
-         run `mfa-enroll approve --uid {uid}`. The request expires in {}.\n",
+         code from your current device if you have one (a new code: each works\n\
+         once), then, if this is your first device, for a code from \"{name}\". Only\n\
+         then is it active, and these recovery codes replace any old ones. Under a\n\
+         policy that requires an administrator's approval, ask them to run\n\
+         `mfa-enroll approve --uid {uid}`. The request expires in {}.\n",
         expiry_note(&config)
     );
     out.write_all(text.as_bytes())
@@ -174,11 +229,18 @@ pub fn regenerate_codes(config_path: &Path, out: &mut impl Write) -> Result<(), 
     let config = load_config(config_path)?;
     let public = public_key(&config)?;
     check_spool(&config)?;
+    let Some(proof) = ask_proof(out, false)? else {
+        return Err(CliError::Spool(
+            "new recovery codes need a code from your device or one of your recovery codes; nothing was changed".into(),
+        ));
+    };
     let (codes, recovery) = enrollment::new_recovery_codes(&config)
         .map_err(|e| CliError::Admin(admin::AdminError::Enrollment(e)))?;
     let request = Pending {
+        id: Pending::new_id().map_err(|e| CliError::Spool(e.to_string()))?,
         created: SystemClock.now(),
         request: Request::RecoveryCodes { recovery },
+        proof: Some(proof),
     };
     seal_and_spool(&config, &public, uid, &request)?;
     let mut text = Zeroizing::new(String::from(
@@ -190,8 +252,8 @@ pub fn regenerate_codes(config_path: &Path, out: &mut impl Write) -> Result<(), 
     let _ = write!(
         text,
         "\nThey replace your current codes at your next login, after you enter a\n\
-         code from your device. Until then the old codes still work. The request\n\
-         expires in {}.\n",
+         new code from your device. Until then the old codes still work. The\n\
+         request expires in {}.\n",
         expiry_note(&config)
     );
     out.write_all(text.as_bytes())

@@ -9,6 +9,7 @@ use mfa_core::admin::{self, DeviceRemoval, ListedUser, UserStatus};
 use mfa_core::clock::{Clock, SystemClock};
 use mfa_core::fsutil::FileTrust;
 use mfa_core::recovery::RecoveryCode;
+use mfa_core::text::escape;
 use nix::unistd::{Uid, User};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
@@ -36,9 +37,7 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 }
 
 fn json_line(out: &mut impl Write, value: &Value) -> Result<(), CliError> {
-    let mut line = value.to_string();
-    line.push('\n');
-    write_out(out, &line)
+    write_out(out, &render::json_line(value))
 }
 
 // ---------------------------------------------------------------------------
@@ -153,14 +152,17 @@ fn list_text(rows: &[(Who, &ListedUser)]) -> String {
     let mut cells = Vec::new();
     let mut errors = String::new();
     for (who, user) in rows {
-        let name = who.name.clone().unwrap_or_else(|| "-".to_owned());
+        let name = who
+            .name
+            .as_deref()
+            .map_or_else(|| "-".to_owned(), |n| escape(n).into_owned());
         let row = match &user.status {
             Ok(s) => vec![
                 name,
                 user.uid.to_string(),
                 s.devices
                     .iter()
-                    .map(|d| d.name.as_str())
+                    .map(|d| escape(&d.name))
                     .collect::<Vec<_>>()
                     .join(","),
                 s.recovery_codes_left.to_string(),
@@ -170,11 +172,11 @@ fn list_text(rows: &[(Who, &ListedUser)]) -> String {
                 yes_no(user.pending),
                 s.last_success.as_ref().map_or_else(
                     || "never".to_owned(),
-                    |l| format!("{} via {}", utc(l.time), l.service),
+                    |l| format!("{} via {}", utc(l.time), escape(&l.service)),
                 ),
             ],
             Err(e) => {
-                let _ = writeln!(errors, "  {}: {e}", who.describe());
+                let _ = writeln!(errors, "  {}: {}", who.describe(), escape(&e.to_string()));
                 let mut row = vec![name, user.uid.to_string(), "UNREADABLE".to_owned()];
                 row.extend(["-", "-", "-", "-"].map(str::to_owned));
                 row.push(yes_no(user.pending));
@@ -248,7 +250,7 @@ fn devices_text(who: &Who, s: &UserStatus) -> String {
         .iter()
         .map(|d| {
             vec![
-                d.name.clone(),
+                escape(&d.name).into_owned(),
                 d.params.algorithm.as_str().to_owned(),
                 d.params.digits.to_string(),
                 format!("{} s", d.params.period),
@@ -297,7 +299,7 @@ pub fn remove_device(
             log(&render::device_removed_event(&who, &args.device, false));
             format!(
                 "Removed device \"{}\" of {}; {} left.\n",
-                args.device,
+                escape(&args.device),
                 who.describe(),
                 plural(remaining, "device", "devices")
             )
@@ -307,7 +309,7 @@ pub fn remove_device(
             format!(
                 "Removed device \"{}\", the only device of {}, and with it the whole MFA record \
                  (as `reset` does): the user is no longer enrolled.\n",
-                args.device,
+                escape(&args.device),
                 who.describe()
             )
         }
@@ -376,8 +378,7 @@ fn recovery_json(who: &Who, codes: &[RecoveryCode]) -> Zeroizing<Vec<u8>> {
         "recovery_codes": codes.iter().map(RecoveryCode::display).collect::<Vec<_>>(),
     });
     let mut buf = Zeroizing::new(Vec::with_capacity(4096));
-    // Writing strings and numbers into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *buf, &value);
+    render::write_json(&mut buf, &value);
     buf.push(b'\n');
     buf
 }
@@ -460,7 +461,12 @@ pub fn key_list(config_path: &Path, args: &JsonArg, out: &mut impl Write) -> Res
         if !usage.unreadable.is_empty() {
             text.push_str("\nRecords that do not open (their generation is unknown):\n");
             for u in &usage.unreadable {
-                let _ = writeln!(text, "  {}: {}", who_by_uid(u.uid).describe(), u.error);
+                let _ = writeln!(
+                    text,
+                    "  {}: {}",
+                    who_by_uid(u.uid).describe(),
+                    escape(&u.error.to_string())
+                );
             }
         }
         write_out(out, &text)?;
@@ -506,7 +512,12 @@ pub fn key_migrate(config_path: &Path, out: &mut impl Write) -> Result<(), CliEr
             plural(report.failed.len(), "record", "records")
         );
         for f in &report.failed {
-            let _ = writeln!(text, "  {}: {}", who_by_uid(f.uid).describe(), f.error);
+            let _ = writeln!(
+                text,
+                "  {}: {}",
+                who_by_uid(f.uid).describe(),
+                escape(&f.error.to_string())
+            );
         }
     }
     write_out(out, &text)?;

@@ -18,10 +18,11 @@ use std::process::{Output, Stdio};
 use mfa_core::clock::{Clock, SystemClock};
 use mfa_core::fsutil::FileTrust;
 use mfa_core::keys::MasterKey;
-use mfa_core::pending::{Pending, Request};
+use mfa_core::pending::{check_new_device_code, Pending, Proof, Request};
 use mfa_core::recovery::normalize;
 use mfa_core::spool::MAX_PENDING_FILE;
 use mfa_core::totp::time_step;
+use zeroize::Zeroizing;
 
 use common::{oathtool, stderr, stdout, Host, CODE_PROMPT, NAME_PROMPT, UID};
 
@@ -241,15 +242,28 @@ fn a_right_code_leaves_one_sealed_request_the_user_owns_for_that_uid_only() {
     let sealed = std::fs::read(&files[0]).unwrap();
     let keys = host.keys();
     assert!(keys.open_enrollment(&sealed, UID - 1).is_err());
-    let pending = Pending::decode(&keys.open_enrollment(&sealed, UID).unwrap()).unwrap();
+    let (version, plaintext) = keys.open_request(&sealed, UID).unwrap();
+    let pending = Pending::decode(&plaintext, version).unwrap();
     let now = SystemClock.now();
     assert!(pending.created <= now && now - pending.created < 120);
-    let Request::Device { device, recovery } = pending.request else {
+    // No existing device was named: a first device, proven at the login.
+    assert_eq!(pending.proof, None);
+    let Request::Device {
+        device,
+        recovery,
+        code,
+    } = pending.request.clone()
+    else {
         panic!("a device request: {pending:?}");
     };
     assert_eq!(device.name, "work phone");
-    // The code typed at enrollment is spent.
-    let step = device.last_used_step.expect("the verified step is kept");
+    // The code typed at enrollment travels with the request; the module
+    // checks it again and uses its step up.
+    assert_eq!(device.last_used_step, None);
+    assert!(code.is_some());
+    let step = check_new_device_code(&pending, 1)
+        .unwrap()
+        .expect("the code is checked at the request's time");
     assert!(step + 2 >= time_step(now, device.params.period), "{step}");
     assert_eq!(recovery.remaining(), 10);
     for code in &shown {
@@ -263,7 +277,9 @@ fn a_right_code_leaves_one_sealed_request_the_user_owns_for_that_uid_only() {
 #[test]
 fn new_recovery_codes_asked_for_by_a_user_are_sealed_to_the_spool_not_applied() {
     let host = ready();
-    let out = host.as_user(&["recovery-codes", "--regenerate"], b"");
+    // The CLI cannot check the code of the current device (only root can
+    // read the record): it seals it for the module to check.
+    let out = host.as_user(&["recovery-codes", "--regenerate"], b"123456\n");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let shown = codes_in(&stdout(&out));
     assert_eq!(shown.len(), 10, "{}", stdout(&out));
@@ -281,7 +297,12 @@ fn new_recovery_codes_asked_for_by_a_user_are_sealed_to_the_spool_not_applied() 
         "the user's own file"
     );
     let sealed = std::fs::read(&files[0]).unwrap();
-    let pending = Pending::decode(&host.keys().open_enrollment(&sealed, UID).unwrap()).unwrap();
+    let (version, plaintext) = host.keys().open_request(&sealed, UID).unwrap();
+    let pending = Pending::decode(&plaintext, version).unwrap();
+    assert_eq!(
+        pending.proof,
+        Some(Proof::Totp(Zeroizing::new("123456".into())))
+    );
     let Request::RecoveryCodes { recovery } = pending.request else {
         panic!("a recovery-codes request: {pending:?}");
     };
@@ -289,6 +310,19 @@ fn new_recovery_codes_asked_for_by_a_user_are_sealed_to_the_spool_not_applied() 
         let candidate = normalize(code.as_bytes(), 12).expect("a recovery code");
         assert!(recovery.find(&candidate).unwrap().is_some(), "{code}");
     }
+}
+
+#[test]
+fn new_recovery_codes_without_a_code_of_the_current_device_are_refused() {
+    let host = ready();
+    let out = host.as_user(&["recovery-codes", "--regenerate"], b"\n");
+    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("need a code from your device"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(host.spool_files().is_empty());
 }
 
 #[test]

@@ -206,11 +206,14 @@ fn sealed_device(
     let (_, recovery) = enrollment::new_recovery_codes(&config).expect("recovery codes");
     let secret = totp::base32_encode(&new.device.secret).to_string();
     let pending = Pending {
+        id: Pending::new_id().expect("random bytes"),
         created,
         request: Request::Device {
             device: new.device,
             recovery,
+            code: None,
         },
+        proof: None,
     };
     (pending.seal(key, uid).expect("sealing works"), secret)
 }
