@@ -7,10 +7,13 @@
 //!
 //! A failing test prints the terminal transcript and the sandbox's syslog.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use pam_mfa_e2e::audit::{count_events, expect_event, pam_mfa_lines};
 use pam_mfa_e2e::qr::decode_utf8_qr;
+use pam_mfa_e2e::shipped::{rewrite_pam_mfa, shipped_text};
 use pam_mfa_e2e::sudo::{password_prompt, TRY_AGAIN};
 use pam_mfa_e2e::{sandbox, AuthenticatorApp, MfaEnroll, PtySession, Sandbox, TestUser};
 
@@ -345,4 +348,148 @@ fn a_new_user_enrolls_at_the_sudo_prompt() {
     sudo.assert_exit(0);
     sudo.assert_not_printed("URI: ");
     expect_sudo_event(&sb, "auth_success", &user, &[("method", "totp")]);
+}
+
+// ---------------------------------------------------------------------------
+// sudo -i: Debian's sudo runs the PAM service sudo-i for it, which includes
+// common-auth directly and never reads /etc/pam.d/sudo.
+
+/// The sudo-i stack as Debian's sudo package installs it.
+fn debian_sudo_i() -> String {
+    std::fs::read_to_string("/etc/pam.d/sudo-i")
+        .unwrap_or_else(|e| panic!("/etc/pam.d/sudo-i (Debian's sudo package) cannot be read: {e}"))
+}
+
+/// The module copied into the sandbox as `lib/security/pam_mfa.so`: the
+/// stacks then name a file called `pam_mfa.so`, as on a host, which is how
+/// `mfa-enroll doctor` recognises it.
+fn install_module_as_on_a_host(sb: &Sandbox) -> PathBuf {
+    let dir = sb.path("lib/security");
+    std::fs::create_dir_all(&dir).unwrap();
+    let module = dir.join("pam_mfa.so");
+    std::fs::copy(sb.pam_mfa_module(), &module).unwrap();
+    std::fs::set_permissions(&module, std::fs::Permissions::from_mode(0o644)).unwrap();
+    module
+}
+
+/// A stack edited as docs/guide-sshd-sudo.md says for sudo-i, su and
+/// login: the code right after `@include common-auth`, the account line
+/// after `@include common-account`.
+fn add_pam_mfa_as_the_guide_says(stack: &str) -> String {
+    let mut out = String::new();
+    for line in stack.lines() {
+        out.push_str(line);
+        out.push('\n');
+        match line.trim() {
+            "@include common-auth" => out.push_str("auth       required   pam_mfa.so\n"),
+            "@include common-account" => out.push_str("account    required   pam_mfa.so\n"),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A script that says whom it runs as; `sudo -i` hands its command to
+/// root's login shell with everything but letters escaped, so the command
+/// is a path rather than a shell snippet.
+fn whoami_script(sb: &Sandbox) -> String {
+    let path = sb.path("whoami.sh");
+    std::fs::write(&path, "#!/bin/sh\necho RUNNING-AS-$(id -un)\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn sudo_i_asks_for_the_code_once_sudo_i_is_set_up_as_doctor_and_the_guide_say() {
+    let user = TestUser::create("sudoi");
+    let sb = sandbox!()
+        .with_deadline(Duration::from_secs(300))
+        .with_sudo();
+    sb.write_config("[policy]\nnot_configured = \"skip\"\n");
+    MfaEnroll::new(&sb).key_init();
+    let module = install_module_as_on_a_host(&sb);
+    sb.install_common_includes();
+    // The per-service setup: /etc/pam.d/sudo replaced by the shipped one,
+    // sudo-i as Debian has it.
+    sb.service(
+        "sudo",
+        &rewrite_pam_mfa(&shipped_text("pam.d/sudo"), &module, &sb.config_path()),
+    );
+    sb.service("sudo-i", &debian_sudo_i());
+    sb.write_sudoers(&["timestamp_timeout=0", "passwd_tries=1"], &[&user]);
+    let enrolled = MfaEnroll::new(&sb).enroll(&user);
+    let mut app = AuthenticatorApp::new(&enrolled.secret);
+    let whoami = whoami_script(&sb);
+
+    // The hole: `sudo -i` takes the password alone.
+    let mut sudo = sb.sudo_as(&user, &["-i", &whoami]);
+    sudo.answer(&password_prompt(&user), user.password());
+    sudo.expect(AS_ROOT);
+    sudo.assert_exit(0);
+    sudo.assert_not_printed(CODE_PROMPT);
+
+    // doctor names the service and the line to add.
+    let doctor = MfaEnroll::new(&sb).run(&["doctor"]);
+    assert!(!doctor.success(), "doctor reports an error:\n{doctor}");
+    assert!(
+        doctor.stdout.contains("[error] pam.d/sudo-i: `sudo -i`")
+            && doctor.stdout.contains(
+                "fix: /etc/pam.d/sudo-i: add \"auth required pam_mfa.so\" after \"@include common-auth\" (line 6)"
+            ),
+        "{doctor}"
+    );
+
+    // sudo-i edited as the guide says.
+    sb.service(
+        "sudo-i",
+        &rewrite_pam_mfa(
+            &add_pam_mfa_as_the_guide_says(&debian_sudo_i()),
+            &module,
+            &sb.config_path(),
+        ),
+    );
+    let doctor = MfaEnroll::new(&sb).run(&["doctor"]);
+    assert!(
+        !doctor.stdout.contains("pam.d/sudo-i")
+            && doctor.stdout.contains(
+                "[info] pam.d: services that ask enrolled users for a code: sudo and sudo-i"
+            ),
+        "{doctor}"
+    );
+
+    // A wrong code does not get in.
+    let mut sudo = sb.sudo_as(&user, &["-i", &whoami]);
+    authenticate(&mut sudo, &user, &app.wrong_code());
+    sudo.expect("sudo: 1 incorrect password attempt");
+    sudo.assert_exit(1);
+    sudo.assert_not_printed(AS_ROOT);
+    expect_event(
+        sb.syslog(),
+        "auth_failure",
+        &[
+            ("user", user.name()),
+            ("service", "sudo-i"),
+            ("reason", "wrong code"),
+        ],
+    );
+
+    // The right one does.
+    let mut sudo = sb.sudo_as(&user, &["-i", &whoami]);
+    authenticate(&mut sudo, &user, &app.next_code());
+    sudo.expect(AS_ROOT);
+    sudo.assert_exit(0);
+    expect_event(
+        sb.syslog(),
+        "auth_success",
+        &[
+            ("user", user.name()),
+            ("service", "sudo-i"),
+            ("method", "totp"),
+        ],
+    );
+    assert_eq!(
+        MfaEnroll::new(&sb).failures(&user),
+        0,
+        "a right code clears the count"
+    );
 }
