@@ -15,9 +15,10 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use common::{set_mode, stderr, stdout, write, Host, UID, USER};
+use common::{oathtool, set_mode, stderr, stdout, write, Host, UID, USER};
 use mfa_core::fsutil::FileTrust;
 use mfa_core::keys::MasterKey;
+use mfa_core::pending::{Pending, Request};
 use mfa_core::store::Store;
 use serde_json::Value;
 
@@ -335,6 +336,37 @@ fn approve_prints_spool_file_names_escaped() {
     if all.contains("65534.") {
         assert!(all.contains(r"65534.\x1b]0;pwned\x07"), "{all}");
     }
+}
+
+#[test]
+fn approve_refuses_a_request_whose_device_name_has_escapes() {
+    // A request made with the library, past the command's check (or by an
+    // older release): `approve` is where it would enter the record.
+    let host = Host::new();
+    host.make_spool();
+    let (_, done) = host.user_enrolls(&["enroll", "--device", "phone"], "phone", oathtool);
+    assert_eq!(done.status.code(), Some(0), "{}", stderr(&done));
+    let files = host.spool_files();
+    let [file] = files.as_slice() else {
+        panic!("one request: {files:?}");
+    };
+    let keys = keys(&host);
+    let sealed = std::fs::read(file).unwrap();
+    let (format, plaintext) = keys.open_request(&sealed, UID).unwrap();
+    let mut pending = Pending::decode(&plaintext, format).unwrap();
+    let Request::Device { device, .. } = &mut pending.request else {
+        panic!("a device request");
+    };
+    "\x1b]0;pwned\x07".clone_into(&mut device.name);
+    let resealed = pending.seal(&keys.enrollment_public_key(), UID).unwrap();
+    // Rewritten in place: the file keeps its owner, the user.
+    std::fs::write(file, resealed).unwrap();
+
+    let out = host.run(&["approve", "--uid", "65534", "--yes"]);
+    assert_no_raw_escapes("approve", &out);
+    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stderr(&out).contains("device name"), "{}", stderr(&out));
+    assert!(!uid_file(&host).exists(), "the request was applied");
 }
 
 #[test]
