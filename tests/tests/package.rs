@@ -671,6 +671,7 @@ fn the_package_installs_enables_logs_in_removes_and_purges() {
 
     // Reinstalling keeps the key and the administrator's configuration.
     let key = system.read(KEY_FILE);
+    let enroll_pub = system.read(ENROLL_PUB);
     let edited = format!("{}\n# changed by the administrator\n", system.read(CONFIG));
     fs::write(system.host_path(CONFIG), &edited).unwrap();
     let again = apt_install(&system, &["--reinstall"]);
@@ -738,7 +739,64 @@ fn the_package_installs_enables_logs_in_removes_and_purges() {
     );
     let mentions = system.sh("grep -rl pam_mfa /etc || true");
     assert_eq!(mentions.stdout, "", "{mentions}");
+
+    reinstall_over_kept_records(&system, &key, &enroll_pub);
     eprintln!("the package test took {:.0?}", started.elapsed());
+}
+
+/// Installs again after the purge, with the enrolled user's record still
+/// in the state directory: the postinst must not make a new key (which
+/// would open none of the records and lock the user out), must say how
+/// many records there are and how to get out, and `mfa-enroll doctor` must
+/// report them as an error with their count. Restoring the old key from the
+/// backup then opens the record again.
+fn reinstall_over_kept_records(system: &System, key: &str, enroll_pub: &str) {
+    let install = apt_install(system, &[]);
+    // apt may run dpkg on a pty, which merges the script's stderr into stdout.
+    let said = format!("{}{}", install.stdout, install.stderr);
+    assert!(
+        !said.contains("Created the master key") && !system.exists(KEY_FILE),
+        "postinst made a new key over records it cannot open\n{install}"
+    );
+    assert!(
+        said.contains(&format!("{STATE_DIR} holds 1 MFA record "))
+            && said.contains("restore")
+            && said.contains("mfa-enroll reset"),
+        "postinst says how many records and the way out\n{install}"
+    );
+    check_installed_files(system, &host_multiarch());
+
+    let doctor = system.run("mfa-enroll", &["doctor"]);
+    assert!(!doctor.success(), "doctor finds errors\n{doctor}");
+    assert!(
+        doctor.stdout.contains(&format!(
+            "[error] records: 1 record in {STATE_DIR} is sealed under a master key this host does not have"
+        )),
+        "doctor reports the record and its count\n{doctor}"
+    );
+
+    // The way back: the key (and enroll.pub) from the backup.
+    fs::create_dir_all(system.host_path(KEY_DIR)).unwrap();
+    fs::write(system.host_path(KEY_FILE), key).unwrap();
+    fs::set_permissions(
+        system.host_path(KEY_FILE),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    fs::write(system.host_path(ENROLL_PUB), enroll_pub).unwrap();
+    check_state_layout(system);
+    let doctor = system.run("mfa-enroll", &["doctor"]);
+    assert!(
+        doctor.stdout.contains(&format!(
+            "[ok] records: 1 record in {STATE_DIR} is sealed under generations that {KEY_FILE} holds"
+        )),
+        "{doctor}"
+    );
+    // The record opens again, with the state it had: one recovery code used.
+    let status = system.must("mfa-enroll", &["status", "--user", USER, "--json"]);
+    let json: Value = serde_json::from_str(status.stdout.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{status}"));
+    assert_eq!(json["recovery_codes_left"], 9, "{status}");
 }
 
 /// Lintian reports no tag at all, informational, pedantic and experimental
