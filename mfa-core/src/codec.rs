@@ -22,39 +22,96 @@ impl fmt::Display for DecodeError {
 impl std::error::Error for DecodeError {}
 
 /// Builds an encoding in a buffer that is wiped when dropped.
-#[derive(Default)]
+///
+/// The buffer never grows the way a `Vec` does on its own, which copies the
+/// bytes into a larger allocation and frees the old one unwiped, leaving
+/// copies of the secrets already written in freed heap memory. It starts
+/// with room for [`Writer::DEFAULT_CAPACITY`] bytes, more than any record or
+/// request needs; an encoding that outgrows it is moved into a new buffer
+/// and the old one is wiped ([`Writer::reserve`]).
 pub struct Writer {
     buf: Zeroizing<Vec<u8>>,
+    grown: u32,
+}
+
+impl Default for Writer {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Writer {
-    /// An empty writer.
+    /// The room a [`Writer::new`] starts with: a record with every field at
+    /// its bound (eight devices with 128-byte secrets, 64 recovery-code
+    /// hashes, the longest names) takes about 4.5 KiB.
+    pub const DEFAULT_CAPACITY: usize = 8 * 1024;
+
+    /// An empty writer with room for [`Writer::DEFAULT_CAPACITY`] bytes.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_capacity(Self::DEFAULT_CAPACITY)
+    }
+
+    /// An empty writer with room for `capacity` bytes, for encodings whose
+    /// size is known (headers).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Writer {
+            buf: Zeroizing::new(Vec::with_capacity(capacity)),
+            grown: 0,
+        }
+    }
+
+    /// The bytes the buffer holds without growing.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// How many times the buffer had to grow. Each time the bytes were moved
+    /// into a new buffer and the old one was wiped; a sized writer that
+    /// reports 0 never held its bytes anywhere but its one buffer.
+    pub fn growths(&self) -> u32 {
+        self.grown
+    }
+
+    /// Makes room for `additional` more bytes. If the buffer is too small,
+    /// the bytes move to a new buffer at least twice as large and the old
+    /// one is wiped, all of its capacity, as it is dropped.
+    pub fn reserve(&mut self, additional: usize) {
+        let needed = self.buf.len().saturating_add(additional);
+        if needed <= self.buf.capacity() {
+            return;
+        }
+        let capacity = needed.max(self.buf.capacity().saturating_mul(2));
+        let mut grown = Zeroizing::new(Vec::with_capacity(capacity));
+        grown.extend_from_slice(&self.buf);
+        self.buf = grown;
+        self.grown = self.grown.saturating_add(1);
     }
 
     /// Appends one byte.
     pub fn u8(&mut self, v: u8) {
-        self.buf.push(v);
+        self.raw(&[v]);
     }
 
     /// Appends a big-endian u16.
     pub fn u16(&mut self, v: u16) {
-        self.buf.extend_from_slice(&v.to_be_bytes());
+        self.raw(&v.to_be_bytes());
     }
 
     /// Appends a big-endian u32.
     pub fn u32(&mut self, v: u32) {
-        self.buf.extend_from_slice(&v.to_be_bytes());
+        self.raw(&v.to_be_bytes());
     }
 
     /// Appends a big-endian u64.
     pub fn u64(&mut self, v: u64) {
-        self.buf.extend_from_slice(&v.to_be_bytes());
+        self.raw(&v.to_be_bytes());
     }
 
     /// Appends raw bytes with no length prefix (fixed-size fields).
     pub fn raw(&mut self, v: &[u8]) {
+        // Room first, through the wiping path, so that extend_from_slice
+        // never reallocates on its own.
+        self.reserve(v.len());
         self.buf.extend_from_slice(v);
     }
 
@@ -277,6 +334,26 @@ mod tests {
         r.u8().unwrap();
         assert!(r.finish().is_err());
         assert!(Reader::new(&[2]).opt_u64().is_err());
+    }
+
+    #[test]
+    fn a_writer_grows_only_through_the_wiping_path() {
+        let mut w = Writer::with_capacity(4);
+        w.u32(1);
+        assert_eq!((w.capacity(), w.growths()), (4, 0));
+        let mut capacity = w.capacity();
+        let mut growths = 0;
+        for i in 0..1000u16 {
+            w.bytes(&i.to_be_bytes());
+            // Every change of buffer went through reserve, which counts it.
+            if w.capacity() != capacity {
+                growths += 1;
+                capacity = w.capacity();
+            }
+            assert_eq!(w.growths(), growths);
+        }
+        assert!(growths > 0);
+        assert_eq!(w.finish().len(), 4 + 1000 * 4);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::fmt;
 
 use qrcode::render::unicode::Dense1x2;
 use qrcode::{EcLevel, QrCode};
+use zeroize::Zeroizing;
 
 use crate::config::QrStyle;
 
@@ -32,6 +33,11 @@ impl std::error::Error for QrError {}
 /// Draws `text` as a QR code in `style`, one string per terminal line.
 /// [`QrStyle::None`] gives no lines.
 ///
+/// The drawing carries the secret as surely as the URI does: the drawn text
+/// is wiped once it is cut into lines, and the caller should keep the lines
+/// in a `Zeroizing` too. (The QR encoder's own working buffers are freed
+/// unwiped; that is outside this crate.)
+///
 /// # Errors
 /// [`QrError`] if the text does not fit in a QR code.
 pub fn render(text: &str, style: QrStyle) -> Result<Vec<String>, QrError> {
@@ -42,7 +48,7 @@ pub fn render(text: &str, style: QrStyle) -> Result<Vec<String>, QrError> {
     // small enough (about 45 modules) for an 80-column terminal.
     let code = QrCode::with_error_correction_level(text.as_bytes(), EcLevel::M)
         .map_err(|e| QrError(e.to_string()))?;
-    let drawn = match style {
+    let drawn = Zeroizing::new(match style {
         QrStyle::Utf8 => code
             .render::<Dense1x2>()
             .dark_color(Dense1x2::Light)
@@ -57,7 +63,7 @@ pub fn render(text: &str, style: QrStyle) -> Result<Vec<String>, QrError> {
             .quiet_zone(true)
             .build(),
         QrStyle::None => String::new(),
-    };
+    });
     Ok(drawn.lines().map(str::to_owned).collect())
 }
 
@@ -65,6 +71,10 @@ pub fn render(text: &str, style: QrStyle) -> Result<Vec<String>, QrError> {
 /// code travels through PAM conversations that limit the size of one
 /// message (512 bytes in Linux-PAM). Lines are kept whole where they fit; a
 /// longer line (a long `otpauth://` URI) is cut at character boundaries.
+///
+/// The text may carry a secret (the enrollment message), so each message is
+/// built in a buffer sized for `max_bytes` that never grows: no reallocation
+/// leaves a copy behind. The caller should keep the result in a `Zeroizing`.
 pub fn chunk_lines(lines: &[String], max_bytes: usize) -> Vec<String> {
     let max_bytes = max_bytes.max(4);
     let mut pieces: Vec<&str> = Vec::new();
@@ -81,11 +91,14 @@ pub fn chunk_lines(lines: &[String], max_bytes: usize) -> Vec<String> {
         pieces.push(rest);
     }
     let mut out = Vec::new();
-    let mut current = String::new();
+    let mut current = String::with_capacity(max_bytes);
     for line in pieces {
         let extra = line.len() + usize::from(!current.is_empty());
         if !current.is_empty() && current.len() + extra > max_bytes {
-            out.push(std::mem::take(&mut current));
+            out.push(std::mem::replace(
+                &mut current,
+                String::with_capacity(max_bytes),
+            ));
         }
         if !current.is_empty() {
             current.push('\n');
