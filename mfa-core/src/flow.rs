@@ -1036,9 +1036,10 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
 /// What the user is told about a change of their factors.
 fn announcement(n: &Notice) -> String {
     let what = match &n.change {
-        FactorChange::DeviceAdded(name) => {
-            format!("the device \"{name}\" was added to your second factor")
-        }
+        FactorChange::DeviceAdded(name) => format!(
+            "the device \"{}\" was added to your second factor",
+            crate::text::escape(name)
+        ),
         FactorChange::RecoveryCodesReplaced => {
             "your recovery codes were replaced by a new set; the old ones no longer work".to_owned()
         }
@@ -1052,7 +1053,7 @@ fn announcement(n: &Notice) -> String {
 fn self_service_prompt(device: &Device) -> String {
     format!(
         "Verification code from your new device \"{}\": ",
-        device.name
+        crate::text::escape(&device.name)
     )
 }
 
