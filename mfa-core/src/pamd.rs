@@ -390,8 +390,8 @@ impl PamDir {
 
 /// Reads and parses a file: comments removed, `\` continuations joined.
 fn read_lines(path: &Path) -> Result<Vec<Line>, String> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if !meta.is_file() {
         return Err(format!("{} is not a regular file", path.display()));
     }
@@ -401,8 +401,8 @@ fn read_lines(path: &Path) -> Result<Vec<Line>, String> {
             path.display()
         ));
     }
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut out = Vec::new();
     let mut pending = String::new();
     let mut start = 0;
