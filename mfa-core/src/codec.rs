@@ -43,7 +43,8 @@ impl Default for Writer {
 impl Writer {
     /// The room a [`Writer::new`] starts with: a record with every field at
     /// its bound (eight devices with 128-byte secrets, 64 recovery-code
-    /// hashes, the longest names) takes about 4.5 KiB.
+    /// hashes, the longest names, every applied request and notice) takes
+    /// about 5.3 KiB, the largest self-service request less.
     pub const DEFAULT_CAPACITY: usize = 8 * 1024;
 
     /// An empty writer with room for [`Writer::DEFAULT_CAPACITY`] bytes.

@@ -20,7 +20,12 @@ use std::cell::Cell;
 use common::Fixture;
 use mfa_core::codec::Writer;
 use mfa_core::keys::MasterKey;
-use mfa_core::record::{Device, Record, MAX_DEVICES, MAX_DEVICE_NAME, MAX_USERNAME};
+use mfa_core::pending::{Pending, Proof, Request};
+use mfa_core::record::{
+    Device, FactorChange, LastSuccess, Record, MAX_APPLIED, MAX_DEVICES, MAX_DEVICE_NAME,
+    MAX_NOTICES, MAX_USERNAME,
+};
+use mfa_core::recovery::{self, KdfParams};
 use mfa_core::totp::{self, Algorithm, TotpParams};
 use zeroize::Zeroizing;
 
@@ -118,6 +123,55 @@ fn large_record() -> Record {
     record
 }
 
+/// The cheapest Argon2id parameters accepted, for sets made only to be
+/// encoded.
+fn cheap_kdf() -> KdfParams {
+    KdfParams {
+        memory_kib: KdfParams::MIN_MEMORY_KIB,
+        iterations: 1,
+        parallelism: 1,
+    }
+}
+
+/// Every field of a record at its bound: the most devices, secrets, names,
+/// recovery-code hashes, applied requests and notices.
+fn maximal_record() -> Record {
+    let mut record = large_record();
+    let count = u8::try_from(recovery::MAX_CODES).unwrap();
+    let (_, hashes) = recovery::generate(count, recovery::MAX_LENGTH, cheap_kdf()).unwrap();
+    record.recovery = Some(hashes);
+    record.failures = u32::MAX;
+    record.last_failure = Some(u64::MAX);
+    let long = "x".repeat(1024);
+    record.last_success = Some(LastSuccess::new(u64::MAX, &long, &long, &long));
+    for i in 0..MAX_APPLIED {
+        record.mark_applied([u8::try_from(i).unwrap(); 16]);
+    }
+    for i in 0..MAX_NOTICES {
+        let name = format!("{i:0>MAX_DEVICE_NAME$}");
+        record.announce(u64::MAX, FactorChange::DeviceAdded(name));
+    }
+    record
+}
+
+/// A request for a new device at its bounds, with a code from it and a
+/// recovery code as the proof: the longest request there is.
+fn maximal_request() -> Pending {
+    let count = u8::try_from(recovery::MAX_CODES).unwrap();
+    let (_, recovery) = recovery::generate(count, recovery::MAX_LENGTH, cheap_kdf()).unwrap();
+    let code = || Zeroizing::new(std::str::from_utf8(&MARKER_HEX[..64]).unwrap().to_owned());
+    Pending {
+        id: [7; 16],
+        created: 1_700_000_000,
+        request: Request::Device {
+            device: device(0),
+            recovery,
+            code: Some(code()),
+        },
+        proof: Some(Proof::Recovery(code())),
+    }
+}
+
 #[test]
 fn the_inspecting_allocator_sees_a_secret_freed_unwiped() {
     // The check itself: a plain Vec freed with the marker in it is seen, the
@@ -157,12 +211,31 @@ fn encoding_a_record_leaves_no_copy_of_its_secrets_behind() {
 }
 
 #[test]
-fn a_record_encodes_in_the_writers_first_buffer() {
-    // Sized once: the encoding of a record with eight devices with the
-    // longest secrets and names never needed a larger buffer.
-    let encoded = large_record().encode().unwrap();
-    assert!(encoded.len() <= Writer::DEFAULT_CAPACITY);
-    assert_eq!(encoded.capacity(), Writer::DEFAULT_CAPACITY);
+fn a_maximal_record_and_request_encode_in_the_writers_first_buffer() {
+    // Sized once: the encodings of the largest record and the largest
+    // request never needed a larger buffer, so they never went through even
+    // the wiping growth path.
+    for encoded in [
+        maximal_record().encode().unwrap(),
+        maximal_request().encode(),
+    ] {
+        assert!(encoded.len() <= Writer::DEFAULT_CAPACITY);
+        assert_eq!(encoded.capacity(), Writer::DEFAULT_CAPACITY);
+    }
+}
+
+#[test]
+fn sealing_and_opening_a_request_leave_no_copy_behind() {
+    let keys = MasterKey::parse(&marker_key_file(), "test").unwrap();
+    let public = keys.enrollment_public_key();
+    let request = maximal_request();
+    let seen = freed_copies(|| {
+        let sealed = request.seal(&public, 1000).unwrap();
+        let (version, plaintext) = keys.open_request(&sealed, 1000).unwrap();
+        let opened = Pending::decode(&plaintext, version).unwrap();
+        assert_eq!(opened, request);
+    });
+    assert_eq!(seen, 0, "freed buffers still held a secret or a code");
 }
 
 #[test]
