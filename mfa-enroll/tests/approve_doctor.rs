@@ -13,6 +13,7 @@
 
 mod common;
 
+use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -207,14 +208,31 @@ fn approve_with_nothing_pending_exits_4() {
 }
 
 #[test]
-fn approve_applies_a_users_pending_device_and_removes_the_request() {
+fn approve_shows_the_request_and_applies_it_when_told_yes() {
     let host = host();
     host.user_enrolls_device("phone");
     assert_eq!(host.spool_files().len(), 1);
+    let request = host.spool_files()[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .strip_prefix("65534.")
+        .unwrap()
+        .to_owned();
     let args = ["approve", "--uid", "65534"];
-    let out = host.run(&args);
-    snapshot(&host, "approve-device", &args, &out);
-    assert_eq!(out.status.code(), Some(0));
+    let out = host.run_with_input(&args, b"y\n");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for shown in [
+        format!("Request {request} (made "),
+        "new device \"phone\": SHA1, 6 digits, 30 s period, secret fingerprint ".to_owned(),
+        "with 10 new recovery codes".to_owned(),
+        "Apply it to nobody (uid 65534)? [y/N] ".to_owned(),
+        "Approved: device \"phone\" of nobody (uid 65534) is active".to_owned(),
+    ] {
+        assert!(text.contains(&shown), "{shown:?} not in {text}");
+    }
     assert!(host.spool_files().is_empty(), "the request is used up");
 
     let status: Value =
@@ -226,6 +244,70 @@ fn approve_applies_a_users_pending_device_and_removes_the_request() {
     assert!(status["devices"][0]["last_used_step"].is_u64(), "{status}");
     // A second approve has nothing left to apply.
     assert_eq!(host.run(&args).status.code(), Some(4));
+}
+
+#[test]
+fn approve_applies_nothing_unless_told_yes() {
+    let host = host();
+    host.user_enrolls_device("phone");
+    for answer in [&b""[..], b"n\n", b"no\n", b"whatever\n"] {
+        let out = host.run_with_input(&["approve", "--user", USER], answer);
+        assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("nothing was applied"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(host.spool_files().len(), 1);
+        assert!(!host.state_dir().join(UID.to_string()).exists());
+    }
+    let out = host.run(&["approve", "--user", USER, "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("[y/N]"));
+    assert!(host.state_dir().join(UID.to_string()).exists());
+}
+
+#[test]
+fn with_several_requests_approve_lists_them_and_takes_the_one_named() {
+    let host = host();
+    host.user_enrolls_device("phone");
+    host.user_enrolls_device("tablet");
+    let files = host.spool_files();
+    assert_eq!(files.len(), 2);
+    let out = host.run(&["approve", "--user", USER, "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("name one with --request"),
+        "{}",
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("\"phone\"") && text.contains("\"tablet\""),
+        "{text}"
+    );
+    // Name the tablet's request.
+    let tablet = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_str().unwrap().to_owned())
+        .find(|name| {
+            text.contains(&format!("Request {} ", &name["65534.".len()..])) && {
+                let at = text
+                    .find(&format!("Request {} ", &name["65534.".len()..]))
+                    .unwrap();
+                text[at..].lines().nth(1).unwrap().contains("tablet")
+            }
+        })
+        .expect("the tablet's request is listed");
+    let id = &tablet["65534.".len()..];
+    let out = host.run(&["approve", "--user", USER, "--yes", "--request", id]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let status: Value =
+        serde_json::from_slice(&host.ok(&["status", "--uid", "65534", "--json"]).stdout).unwrap();
+    assert_eq!(status["devices"][0]["name"], "tablet", "{status}");
+    assert_eq!(host.spool_files().len(), 1, "the other request waits");
+    let out = host.run(&["approve", "--user", USER, "--yes", "--request", "nonesuch"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
 
 #[test]
@@ -269,12 +351,24 @@ fn approving_new_recovery_codes_of_a_user_without_a_device_is_refused_with_exit_
         .arg("--config")
         .arg(&host.config)
         .args(["recovery-codes", "--regenerate"])
-        .stdin(Stdio::null())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            // A code of a device the user does not have; only the module
+            // could check it, and the request never gets that far.
+            child.stdin.take().unwrap().write_all(b"123456\n")?;
+            child.wait_with_output()
+        })
         .expect("setpriv (util-linux) is installed");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let out = host.run(&["approve", "--user", USER]);
-    assert!(stderr(&out).contains("not enrolled"), "{}", stderr(&out));
+    let out = host.run(&["approve", "--user", USER, "--yes"]);
+    assert!(
+        stderr(&out).contains("recovery codes of a user with no device"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!host.state_dir().join(UID.to_string()).exists());
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
 }

@@ -199,6 +199,16 @@ impl Call {
 }
 
 fn authenticate(call: &Call) -> c_int {
+    // A device verified by an earlier authenticate in this handle belongs to
+    // that attempt: only what this one verifies may reach the account phase.
+    if let Some(cell) = call
+        .handle
+        .get_data::<Mutex<Option<PendingDevice>>>(PENDING)
+    {
+        if let Ok(mut kept) = cell.lock() {
+            kept.take();
+        }
+    }
     let config = match call.config() {
         Ok(c) => c,
         Err(e) => return pam_code(Err(&e)),

@@ -37,6 +37,7 @@ pub struct Converse<'a> {
     silent: bool,
     no_conv: bool,
     real_fail_delay: bool,
+    keep_going: bool,
     rhost: Option<String>,
     tty: Option<String>,
     conv_fail_at: Option<u32>,
@@ -63,6 +64,7 @@ impl<'a> Converse<'a> {
             silent: false,
             no_conv: false,
             real_fail_delay: false,
+            keep_going: false,
             rhost: None,
             tty: None,
             conv_fail_at: None,
@@ -118,6 +120,14 @@ impl<'a> Converse<'a> {
     #[must_use]
     pub fn ops(mut self, ops: &[Op]) -> Self {
         self.ops = ops.to_vec();
+        self
+    }
+
+    /// Runs every op even after one failed, as an application that retries
+    /// (sudo calls `pam_authenticate` again after a failure).
+    #[must_use]
+    pub fn keep_going(mut self) -> Self {
+        self.keep_going = true;
         self
     }
 
@@ -196,6 +206,7 @@ impl<'a> Converse<'a> {
             (self.silent, "--silent"),
             (self.no_conv, "--no-conv"),
             (self.real_fail_delay, "--real-fail-delay"),
+            (self.keep_going, "--keep-going"),
         ] {
             if on {
                 args.push(flag.into());

@@ -464,6 +464,46 @@ fn configure_with_a_wrong_code_for_the_new_device_saves_nothing() {
 }
 
 #[test]
+fn a_device_verified_in_an_earlier_authenticate_is_not_committed_after_a_failed_retry() {
+    // sudo calls pam_authenticate again in the same handle after a failure
+    // (passwd_tries); an application may also retry after a success. The
+    // account phase must commit only what the last authenticate verified.
+    let sb = sandbox_with(&policy("configure"));
+    let user = TestUser::create("polretry");
+    password_then_code(&sb, "login", "requisite");
+    let mut attempts = 0;
+    let t = sb.converse(
+        Converse::new("login", user.name())
+            .ops(&[Op::Authenticate, Op::Authenticate, Op::AcctMgmt])
+            .keep_going()
+            .answer_seeing(|seen, p| {
+                if p.msg == PASSWORD_PROMPT {
+                    return Some(user.password().to_owned());
+                }
+                attempts += 1;
+                // The last secret shown is the one this attempt asks about.
+                let secret = seen
+                    .iter()
+                    .rev()
+                    .filter(|m| m.style == Style::TextInfo)
+                    .find_map(|m| m.msg.strip_prefix("Secret: "))
+                    .map(|s| s.replace(' ', ""))?;
+                Some(if attempts == 1 {
+                    oathtool_code(&secret, None)
+                } else {
+                    common::wrong_code(&secret)
+                })
+            }),
+    );
+    assert_eq!(attempts, 2, "{t}");
+    t.assert_rc(Op::AcctMgmt, PamCode::SUCCESS);
+    assert!(
+        !record_path(&sb, user.uid()).exists(),
+        "the device verified in the first authenticate was committed\n{t}"
+    );
+}
+
+#[test]
 fn configure_shows_a_new_secret_at_each_attempt() {
     let sb = sandbox_with(&policy("configure"));
     let user = TestUser::create("polconfn");

@@ -121,6 +121,22 @@ impl Host {
             .expect("run mfa-enroll")
     }
 
+    /// `mfa-enroll ARGS` as root, with `input` on stdin.
+    pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = Command::new(&self.bin)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run mfa-enroll");
+        // It may exit before reading everything.
+        let _ = child.stdin.take().expect("piped").write_all(input);
+        child.wait_with_output().expect("run mfa-enroll")
+    }
+
     /// [`Host::run`], which must exit 0.
     pub fn ok(&self, args: &[&str]) -> Output {
         let out = self.run(args);

@@ -29,7 +29,7 @@ const USAGE: &str = "\
 usage: pam-converse --service NAME [--user NAME] [--answer TEXT]... [--answers-from-stdin]
                     [--ops authenticate,acct_mgmt,setcred,open_session,close_session]
                     [--silent] [--no-conv] [--rhost HOST] [--tty TTY] [--conv-fail-at N]
-                    [--threads N] [--repeat M] [--real-fail-delay]
+                    [--threads N] [--repeat M] [--real-fail-delay] [--keep-going]
 
 Runs PAM transactions through libpam and prints each conversation message and
 each result as a JSON line. Prompts are answered in order from --answer, or
@@ -60,6 +60,8 @@ struct Options {
     silent: bool,
     no_conv: bool,
     real_fail_delay: bool,
+    /// Run every op even after one failed, as an application that retries.
+    keep_going: bool,
     rhost: Option<CString>,
     tty: Option<CString>,
     conv_fail_at: Option<u32>,
@@ -90,6 +92,7 @@ impl Options {
         let mut silent = false;
         let mut no_conv = false;
         let mut real_fail_delay = false;
+        let mut keep_going = false;
         let mut rhost = None;
         let mut tty = None;
         let mut conv_fail_at = None;
@@ -112,6 +115,7 @@ impl Options {
                 "--silent" => silent = true,
                 "--no-conv" => no_conv = true,
                 "--real-fail-delay" => real_fail_delay = true,
+                "--keep-going" => keep_going = true,
                 "--rhost" => rhost = Some(c_string(value()?, "--rhost")?),
                 "--tty" => tty = Some(c_string(value()?, "--tty")?),
                 "--conv-fail-at" => conv_fail_at = Some(number(&value()?, &flag, u32::MAX)?),
@@ -139,6 +143,7 @@ impl Options {
             silent,
             no_conv,
             real_fail_delay,
+            keep_going,
             rhost,
             tty,
             conv_fail_at,
@@ -461,6 +466,7 @@ fn transaction(shared: &Shared, at: At) -> bool {
         }
     }
     let silent = if opts.silent { ffi::PAM_SILENT } else { 0 };
+    let mut ok = true;
     for &op in &opts.ops {
         let call = match op {
             Op::Start => continue,
@@ -481,10 +487,13 @@ fn transaction(shared: &Shared, at: At) -> bool {
         handle.last = rc;
         report(op, rc);
         if rc != ffi::PAM_SUCCESS {
-            return false;
+            ok = false;
+            if !opts.keep_going {
+                break;
+            }
         }
     }
-    true
+    ok
 }
 
 fn run_thread(shared: &Shared, thread: u32) -> bool {
