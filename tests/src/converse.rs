@@ -29,6 +29,8 @@ enum Answers<'a> {
 
 /// One run of `pam-converse`: the service, the user, the answers and the
 /// ops, built up with the methods below and run by [`Sandbox::converse`].
+// Each flag is one switch of pam-converse's command line.
+#[allow(clippy::struct_excessive_bools)]
 pub struct Converse<'a> {
     service: String,
     user: Option<String>,

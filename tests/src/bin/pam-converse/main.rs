@@ -52,6 +52,8 @@ enum Answers {
     Stdin,
 }
 
+// Each flag is one switch of pam-converse's command line.
+#[allow(clippy::struct_excessive_bools)]
 struct Options {
     service: CString,
     user: Option<CString>,
