@@ -27,7 +27,7 @@ use hpke::kdf::HkdfSha256;
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
 use sha2::Sha256;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::codec::{hex_decode, hex_encode, DecodeError, Reader, Writer};
 use crate::fsutil::{self, Access, FileError, FileTrust};
@@ -222,7 +222,19 @@ pub struct GenerationInfo {
     pub active: bool,
 }
 
-/// The host's master key: all generations, one of them active.
+/// A list of generations holding `first`, with room for
+/// [`MAX_GENERATIONS`]. Each generation's secret lives inside the list, so
+/// the list must never reallocate: that would free the old buffer with the
+/// secrets still in it.
+fn generation_list(first: GenerationSecret) -> Vec<GenerationSecret> {
+    let mut list = Vec::with_capacity(MAX_GENERATIONS);
+    list.push(first);
+    list
+}
+
+/// The host's master key: all generations, one of them active. The list of
+/// generations has room for [`MAX_GENERATIONS`] from the start and is never
+/// allowed more, so it never reallocates.
 pub struct MasterKey {
     generations: Vec<GenerationSecret>,
     active: Generation,
@@ -245,7 +257,7 @@ impl MasterKey {
         let mut secret = Zeroizing::new([0u8; 32]);
         random::fill(secret.as_mut())?;
         Ok(MasterKey {
-            generations: vec![GenerationSecret::new(1, now, secret)],
+            generations: generation_list(GenerationSecret::new(1, now, secret)),
             active: 1,
         })
     }
@@ -278,6 +290,9 @@ impl MasterKey {
         }
         let before = self.generations.len();
         self.generations.retain(|g| g.id != id);
+        // Retaining shifted the later generations down; the slots they left
+        // still hold their secrets, outside the list's length now.
+        self.generations.spare_capacity_mut().zeroize();
         if self.generations.len() == before {
             return Err(KeyError::UnknownGeneration(id));
         }
@@ -377,7 +392,7 @@ impl MasterKey {
             _ => return Err(bad(1, "missing header `pam_mfa master key v1`")),
         }
         let mut active = None;
-        let mut generations: Vec<GenerationSecret> = Vec::new();
+        let mut generations: Vec<GenerationSecret> = Vec::with_capacity(MAX_GENERATIONS);
         for (n, line) in lines {
             if line.is_empty() || line.starts_with('#') {
                 continue;

@@ -261,16 +261,44 @@ fn sealing_opening_and_committing_a_record_leave_no_copy_behind() {
 /// A key file with three generations, each with the secret [`MARKER`]
 /// (a rotated key: the file grows past the first generation's line).
 fn marker_key_file() -> Zeroizing<Vec<u8>> {
-    let mut text = Zeroizing::new(Vec::with_capacity(512));
-    text.extend_from_slice(b"pam_mfa master key v1\nactive 3\n");
-    for id in [b'1', b'2', b'3'] {
+    key_file_with_generations(3)
+}
+
+/// A key file with `n` (at most 9) generations, each with the secret
+/// [`MARKER`], the last one active.
+fn key_file_with_generations(n: u8) -> Zeroizing<Vec<u8>> {
+    let mut text = Zeroizing::new(Vec::with_capacity(2048));
+    text.extend_from_slice(b"pam_mfa master key v1\nactive ");
+    text.push(b'0' + n);
+    text.push(b'\n');
+    for id in 1..=n {
         text.extend_from_slice(b"generation ");
-        text.push(id);
+        text.push(b'0' + id);
         text.extend_from_slice(b" created 1700000000 ");
         text.extend_from_slice(MARKER_HEX);
         text.push(b'\n');
     }
     text
+}
+
+#[test]
+fn loading_rotating_and_retiring_generations_leave_no_copy_behind() {
+    // Each generation's secret lives inside the key's list of generations:
+    // a list that grew (a fifth generation) or shifted (a retired one) would
+    // leave the secrets it moved in freed memory.
+    let contents = key_file_with_generations(6);
+    let seen = freed_copies(|| {
+        let mut keys = MasterKey::parse(&contents, "test").unwrap();
+        assert_eq!(keys.list().len(), 6);
+        keys.retire(1).unwrap();
+        keys.retire(3).unwrap();
+        drop(keys);
+        let mut keys = MasterKey::parse(&key_file_with_generations(4), "test").unwrap();
+        keys.rotate(1_800_000_000).unwrap();
+        keys.rotate(1_800_000_001).unwrap();
+        drop(keys);
+    });
+    assert_eq!(seen, 0, "freed buffers still held a generation's secret");
 }
 
 #[test]
