@@ -670,6 +670,37 @@ fn a_recent_success_on_the_same_service_is_remembered() {
         .assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
 }
 
+#[test]
+fn a_remembered_success_holds_only_for_the_same_remote_host_and_terminal() {
+    let sb = sandbox_with("[policy]\nremember_seconds = 300\n\n[throttle]\nfail_delay_ms = 0\n");
+    let user = TestUser::create("polremhost");
+    let device = enroll(&sb, &user);
+    password_then_code(&sb, "sshd", "requisite");
+    let from = |rhost: &str, tty: &str, code: Option<String>| {
+        let mut code = code;
+        sb.converse(
+            Converse::new("sshd", user.name())
+                .rhost(rhost)
+                .tty(tty)
+                .ops(&[Op::Authenticate, Op::AcctMgmt])
+                .answer_with(password_and(user.password(), move || {
+                    code.take().unwrap_or_default()
+                })),
+        )
+    };
+    from("192.0.2.10", "ssh", Some(code_now(&device.secret))).assert_success();
+    // The same host and terminal: remembered.
+    from("192.0.2.10", "ssh", None)
+        .assert_success()
+        .assert_prompts(&[PASSWORD_PROMPT]);
+    // Another host, or another terminal, must give a code.
+    for (rhost, tty) in [("198.51.100.7", "ssh"), ("192.0.2.10", "pts/9")] {
+        let t = from(rhost, tty, None);
+        t.assert_rc(Op::Authenticate, PamCode::AUTH_ERR)
+            .assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The effective policy: the strictest of [policy], [service.NAME] and
 // groups.require_policy wins; exempt groups step aside
