@@ -195,6 +195,21 @@ fn a_missing_sudo_i_file_makes_other_an_error() {
 }
 
 #[test]
+fn an_other_that_refuses_is_not_reported() {
+    // As the comment in Debian's /etc/pam.d/other suggests.
+    let host = DebianPam::per_service();
+    host.write(
+        "other",
+        "auth required pam_warn.so\nauth required pam_deny.so\naccount required pam_deny.so\n",
+    );
+    let findings = coverage(&host);
+    assert!(about(&findings, "pam.d/other").is_empty(), "{findings:#?}");
+    // Then a missing sudo-i is refused outright: nothing to report either.
+    host.remove("sudo-i");
+    assert!(about(&coverage(&host), "pam.d/other").is_empty());
+}
+
+#[test]
 fn the_line_to_add_quotes_the_include_as_written() {
     let host = DebianPam::per_service();
     host.write(
