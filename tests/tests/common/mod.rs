@@ -312,9 +312,16 @@ fn unquote(text: &str) -> Option<(String, &str)> {
 /// The syslog level each event is documented with (`docs/pam_mfa.md`).
 pub fn documented_severity(event: &str) -> u8 {
     match event {
-        "auth_success" | "auth_skipped" | "recovery_code_used" | "device_enrolled" | "debug" => 6,
-        "auth_failure" | "auth_denied" | "auth_throttled" | "auth_no_conversation" => 5,
-        "auth_replay" | "auth_locked" | "config_failure" | "key_failure" | "internal_error" => 4,
+        "auth_success" | "auth_skipped" | "recovery_code_used" | "pending_expired" | "debug" => 6,
+        "auth_failure"
+        | "auth_denied"
+        | "auth_throttled"
+        | "auth_no_conversation"
+        | "device_enrolled"
+        | "device_removed"
+        | "recovery_codes_regenerated" => 5,
+        "auth_replay" | "auth_locked" | "config_failure" | "key_failure" | "internal_error"
+        | "pending_ignored" => 4,
         "record_slot_discarded" | "store_failure" | "break_glass" => 1,
         other => panic!("no documented level for event {other}"),
     }
