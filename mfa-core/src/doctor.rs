@@ -144,9 +144,12 @@ pub fn run(config_path: &Path, trust: FileTrust, system: &SystemPaths) -> Vec<Fi
     out.extend(check_files(&config, trust));
     out.extend(check_record_keys(&config, trust));
     for service in ["sshd", "sudo"] {
-        let configure_used =
-            policy::unenrolled_policies(&config, service).contains(&NotConfigured::Configure);
-        out.extend(check_stack(&system.pam_d, service, configure_used));
+        // Under skip and configure a user's first device (enrolled at login,
+        // or a self-service request) is committed in the account phase.
+        let first_device_at_login = policy::unenrolled_policies(&config, service)
+            .iter()
+            .any(|p| *p != NotConfigured::Deny);
+        out.extend(check_stack(&system.pam_d, service, first_device_at_login));
     }
     out.extend(check_policy(&config));
     out.extend(check_common_auth(&system.pam_d));
@@ -399,7 +402,7 @@ fn stops_on_failure(control: &str) -> bool {
 /// A service's stack: pam_mfa present, never `sufficient`, after a first
 /// factor that stops the stack on failure, and with an account line when
 /// the `configure` policy is used.
-pub fn check_stack(pam_d: &Path, service: &str, configure_used: bool) -> Vec<Finding> {
+pub fn check_stack(pam_d: &Path, service: &str, first_device_at_login: bool) -> Vec<Finding> {
     let area = format!("pam.d/{service}");
     let Some(lines) = read_stack(pam_d, service, 0) else {
         return vec![finding(Level::Info, &area, "no such service file", "")];
@@ -470,11 +473,11 @@ pub fn check_stack(pam_d: &Path, service: &str, configure_used: bool) -> Vec<Fin
     let has_account = lines
         .iter()
         .any(|l| l.kind == "account" && is_mfa(&l.module));
-    if configure_used && !has_account {
+    if first_device_at_login && !has_account {
         out.push(finding(
             Level::Error,
             &area,
-            "not_configured = \"configure\" is used but there is no `account required pam_mfa.so` line: devices enrolled at login are never saved",
+            "users without a device may get one at login (not_configured = \"configure\", or a self-service request under \"skip\") but there is no `account required pam_mfa.so` line: such devices are never saved",
             "add `account required pam_mfa.so` after the other account modules",
         ));
     }

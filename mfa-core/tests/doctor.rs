@@ -153,6 +153,33 @@ fn configure_without_an_account_line_is_an_error() {
 }
 
 #[test]
+fn the_account_line_is_needed_wherever_a_first_device_can_arrive_at_login() {
+    // Under skip a self-service request gives a user their first device at
+    // login, committed in the account phase like configure's; under deny
+    // only an administrator adds one.
+    for (policy, needed) in [("skip", true), ("configure", true), ("deny", false)] {
+        let host = good_host();
+        write(
+            host.path(),
+            "etc/pam.d/sudo",
+            "@include common-auth\nauth required pam_mfa.so\n",
+        );
+        let config = host.path().join("pam_mfa.toml");
+        std::fs::write(
+            &config,
+            format!("[policy]\nnot_configured = \"{policy}\"\n"),
+        )
+        .unwrap();
+        let f = doctor::run(&config, trust(), &SystemPaths::under(host.path()));
+        assert_eq!(
+            has(&f, Level::Error, "account required pam_mfa.so"),
+            needed,
+            "{policy}: {f:#?}"
+        );
+    }
+}
+
+#[test]
 fn a_service_without_pam_mfa_is_a_warning() {
     let host = good_host();
     write(host.path(), "etc/pam.d/sudo", "@include common-auth\n");
