@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 use crate::config::{Config, Paths};
 use crate::enrollment::{self, EnrollmentError};
 use crate::fsutil::{self, Access, FileError, FileTrust};
+use crate::import::ImportedRecovery;
 use crate::input::{self, InvalidInput};
 use crate::keys::{Generation, KeyError, MasterKey};
 use crate::record::{LastSuccess, Record};
@@ -1019,8 +1020,11 @@ pub fn retire_key(
 
 /// What [`import_device`] stored.
 pub struct Imported {
-    /// The fresh recovery codes, to show once.
+    /// The new recovery codes, to show once; empty unless the import asked
+    /// for a new set ([`ImportedRecovery::NewSet`]).
     pub recovery_codes: Vec<RecoveryCode>,
+    /// Recovery codes the record holds, carried over or new.
+    pub recovery_codes_left: usize,
     /// Whether an existing record was replaced.
     pub replaced: bool,
 }
@@ -1029,15 +1033,17 @@ impl fmt::Debug for Imported {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Imported")
             .field("recovery_codes", &self.recovery_codes.len())
+            .field("recovery_codes_left", &self.recovery_codes_left)
             .field("replaced", &self.replaced)
             .finish()
     }
 }
 
 /// Enrolls `state`'s user with a device taken over from another module
-/// (see [`crate::import`]) and a fresh set of recovery codes, in one new
-/// record. The other module's scratch codes are never carried over. Refused
-/// if the user is enrolled, unless `replace`.
+/// (see [`crate::import`]) and the recovery codes the import decided on:
+/// the other module's scratch codes carried over, a new set generated from
+/// `config`, or none; all in one new record. Refused if the user is
+/// enrolled, unless `replace`.
 ///
 /// # Errors
 /// [`AdminError::AlreadyEnrolled`], [`AdminError::Enrollment`] for a bad
@@ -1046,6 +1052,7 @@ pub fn import_device(
     state: &mut UserState<'_>,
     username: &str,
     device: crate::record::Device,
+    recovery: ImportedRecovery,
     config: &Config,
     keys: &MasterKey,
     replace: bool,
@@ -1053,13 +1060,21 @@ pub fn import_device(
     enrollment::check_device_name(&device.name)?;
     device.params.validate().map_err(AdminError::BadParams)?;
     let replaced = check_enrollable(state, replace)?;
-    let (codes, hashes) = enrollment::new_recovery_codes(config)?;
+    let (codes, hashes) = match recovery {
+        ImportedRecovery::NewSet => {
+            let (codes, hashes) = enrollment::new_recovery_codes(config)?;
+            (codes, Some(hashes))
+        }
+        ImportedRecovery::Carried(hashes) => (Vec::new(), Some(hashes)),
+        ImportedRecovery::Nothing => (Vec::new(), None),
+    };
     let mut record = Record::new(username, device.created);
     record.devices.push(device);
-    record.recovery = Some(hashes);
+    record.recovery = hashes;
     state.rewrite(&record, keys)?;
     Ok(Imported {
         recovery_codes: codes,
+        recovery_codes_left: record.recovery_codes_left(),
         replaced,
     })
 }

@@ -15,14 +15,17 @@
 //! Anything the parsers do not understand is an error naming the line;
 //! nothing is guessed. Errors never carry a secret or a code.
 //!
-//! Scratch codes are counted, never kept: they are not carried over (see
-//! [`GoogleAuthenticator::scratch_codes`]).
+//! google-authenticator's scratch codes are what its users hold on paper:
+//! an import carries them over as the user's recovery codes, hashed like
+//! any other set, unless the administrator asks for a new set instead
+//! ([`GoogleAuthenticator::recovery_plan`], [`ScratchCodes`]).
 
 use std::fmt;
 
 use zeroize::Zeroizing;
 
 use crate::record::Device;
+use crate::recovery::{CodeFormat, KdfParams, RecoveryError, RecoveryHashes, MAX_CODES};
 use crate::totp::{self, Algorithm, SecretError, TotpParams, MAX_SECRET_BYTES, MIN_SECRET_BYTES};
 
 /// The largest `~/.google_authenticator` accepted. The tool itself limits
@@ -36,6 +39,9 @@ pub const GOOGLE_AUTHENTICATOR_DEFAULT_STEP: u32 = 30;
 /// The window size `google-authenticator` uses unless `WINDOW_SIZE` says
 /// otherwise: three codes, the current one and one either side.
 pub const GOOGLE_AUTHENTICATOR_DEFAULT_WINDOW_SIZE: u32 = 3;
+/// Digits of a scratch code as `google-authenticator` writes them; its PAM
+/// module accepts a line only as a number from 10000000 to 99999999.
+pub const GOOGLE_AUTHENTICATOR_SCRATCH_DIGITS: usize = 8;
 /// Most used time steps kept from one option line; more means the line is
 /// not what the PAM module writes.
 const MAX_LISTED_STEPS: usize = 256;
@@ -83,11 +89,27 @@ pub enum ImportError {
         /// The option name.
         name: &'static str,
     },
-    /// A line that is neither an option nor an 8-digit scratch code.
+    /// A line that is neither an option nor a scratch code (digits).
     BadLine {
         /// The 1-based line.
         line: usize,
     },
+    /// A scratch code google-authenticator's PAM module never accepted: not
+    /// 8 digits, or starting with 0. The module stops reading scratch codes
+    /// at such a line, so it cannot be carried over as a working code.
+    UnusableScratchCode {
+        /// The 1-based line.
+        line: usize,
+        /// How many digits it has.
+        digits: usize,
+    },
+    /// More distinct scratch codes than a recovery set holds.
+    TooManyScratchCodes {
+        /// How many the file lists.
+        count: usize,
+    },
+    /// Hashing the scratch codes failed.
+    Recovery(RecoveryError),
     /// The file sets up counter-based HOTP (`HOTP_COUNTER`), which pam_mfa
     /// does not do.
     CounterBased,
@@ -136,8 +158,23 @@ impl fmt::Display for ImportError {
             ),
             ImportError::BadLine { line } => write!(
                 f,
-                "line {line} is neither an option nor an 8-digit scratch code; the file is damaged or not a .google_authenticator file"
+                "line {line} is neither an option nor a scratch code; the file is damaged or not a .google_authenticator file"
             ),
+            ImportError::UnusableScratchCode { line, digits } => {
+                if *digits == GOOGLE_AUTHENTICATOR_SCRATCH_DIGITS {
+                    write!(f, "line {line}: the scratch code starts with 0")?;
+                } else {
+                    write!(f, "line {line}: the scratch code has {digits} digits, not 8")?;
+                }
+                f.write_str(
+                    ", which google-authenticator never writes and its PAM module never accepted (it stops reading scratch codes there), so it cannot be carried over; import with --new-recovery-codes to give the user a new set of recovery codes instead",
+                )
+            }
+            ImportError::TooManyScratchCodes { count } => write!(
+                f,
+                "the file lists {count} scratch codes, more than the {MAX_CODES} a set of recovery codes holds (the tool writes at most 10); import with --new-recovery-codes to give the user a new set instead"
+            ),
+            ImportError::Recovery(e) => write!(f, "carrying the scratch codes over: {e}"),
             ImportError::CounterBased => f.write_str(
                 "the file sets up counter-based codes (HOTP_COUNTER), and pam_mfa only does time-based codes (TOTP); enroll the user afresh with `mfa-enroll enroll`, which gives the app a new time-based entry",
             ),
@@ -209,11 +246,10 @@ pub struct GoogleAuthenticator {
     pub used_steps: Vec<u64>,
     /// `TIME_SKEW n`, the clock skew in steps the PAM module learnt, if any.
     pub time_skew: Option<i64>,
-    /// How many 8-digit scratch codes the file lists. They are counted and
-    /// not kept: pam_mfa's recovery codes are longer random strings that
-    /// cannot be confused with a TOTP code, and these sat in plain text in a
-    /// file the user owns, so an import hands out a new set instead.
-    pub scratch_codes: usize,
+    /// The scratch codes the file lists, in file order: single-use codes
+    /// the user holds on paper, which an import carries over as recovery
+    /// codes ([`GoogleAuthenticator::recovery_plan`]).
+    pub scratch_codes: Vec<ScratchCode>,
 }
 
 impl fmt::Debug for GoogleAuthenticator {
@@ -225,7 +261,7 @@ impl fmt::Debug for GoogleAuthenticator {
             .field("disallow_reuse", &self.disallow_reuse)
             .field("used_steps", &self.used_steps.len())
             .field("time_skew", &self.time_skew)
-            .field("scratch_codes", &self.scratch_codes)
+            .field("scratch_codes", &self.scratch_codes.len())
             .finish_non_exhaustive()
     }
 }
@@ -253,6 +289,156 @@ impl GoogleAuthenticator {
             params: self.params,
             created: now,
             last_used_step: self.used_steps.iter().max().map(|s| (*s).min(current)),
+        }
+    }
+}
+
+/// One scratch code line of a `.google_authenticator` file: a credential,
+/// wiped when dropped and never shown by `Debug`.
+pub struct ScratchCode {
+    /// The 1-based line it is on.
+    pub line: usize,
+    code: Zeroizing<String>,
+}
+
+impl ScratchCode {
+    /// The digits as written.
+    pub fn as_str(&self) -> &str {
+        &self.code
+    }
+
+    /// Whether google-authenticator's PAM module accepts this line as a
+    /// scratch code: it reads the line as a number from 10000000 to
+    /// 99999999, that is 8 digits and no leading 0 (the tool draws again
+    /// when a code would start with 0).
+    pub fn is_usable(&self) -> bool {
+        self.code.len() == GOOGLE_AUTHENTICATOR_SCRATCH_DIGITS && !self.code.starts_with('0')
+    }
+}
+
+impl fmt::Debug for ScratchCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScratchCode")
+            .field("line", &self.line)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the administrator asked for the imported user's recovery codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScratchCodes {
+    /// Carry the file's scratch codes over as the user's recovery codes:
+    /// nothing to hand over, the user keeps what they hold.
+    Keep,
+    /// Give the user a new set of recovery codes (shown once) instead; the
+    /// scratch codes stop working when the old module leaves the stack.
+    Replace,
+}
+
+/// What an import will do about recovery codes, decided before anything is
+/// hashed or written (the dry run shows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryPlan {
+    /// The scratch codes become a set of 8-digit recovery codes, each
+    /// working once; `count` distinct codes.
+    Carry {
+        /// Distinct codes carried over.
+        count: usize,
+    },
+    /// The file has no scratch codes left: the user keeps having none.
+    NoneToCarry,
+    /// A new set is generated from the configuration and shown once.
+    NewSet,
+}
+
+/// The recovery codes an imported record starts with.
+pub enum ImportedRecovery {
+    /// A new set, generated from the configuration and shown once.
+    NewSet,
+    /// Codes the user already holds, hashed; there is nothing to show.
+    Carried(RecoveryHashes),
+    /// No recovery codes: the old module's file had none left.
+    Nothing,
+}
+
+impl fmt::Debug for ImportedRecovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImportedRecovery::NewSet => f.write_str("NewSet"),
+            ImportedRecovery::Carried(set) => f.debug_tuple("Carried").field(set).finish(),
+            ImportedRecovery::Nothing => f.write_str("Nothing"),
+        }
+    }
+}
+
+impl GoogleAuthenticator {
+    /// What an import does with the file's scratch codes when the
+    /// administrator asks for `choice`.
+    ///
+    /// With [`ScratchCodes::Keep`] every scratch code must be one the old
+    /// PAM module accepted (8 digits, no leading 0): it stops reading at
+    /// any other, so such a line is not a code the user could log in with,
+    /// and the import is refused rather than guess which codes still count.
+    /// A code listed twice counts once. A file with no scratch codes left
+    /// gives a user with no recovery codes, as before the import.
+    ///
+    /// # Errors
+    /// [`ImportError::UnusableScratchCode`] or
+    /// [`ImportError::TooManyScratchCodes`]; both name
+    /// `--new-recovery-codes`, which ([`ScratchCodes::Replace`]) never fails.
+    pub fn recovery_plan(&self, choice: ScratchCodes) -> Result<RecoveryPlan, ImportError> {
+        if choice == ScratchCodes::Replace {
+            return Ok(RecoveryPlan::NewSet);
+        }
+        if let Some(bad) = self.scratch_codes.iter().find(|c| !c.is_usable()) {
+            return Err(ImportError::UnusableScratchCode {
+                line: bad.line,
+                digits: bad.code.len(),
+            });
+        }
+        let count = self
+            .scratch_codes
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| {
+                !self.scratch_codes[..*i]
+                    .iter()
+                    .any(|earlier| earlier.as_str() == c.as_str())
+            })
+            .count();
+        Ok(match count {
+            0 => RecoveryPlan::NoneToCarry,
+            n if n > MAX_CODES => return Err(ImportError::TooManyScratchCodes { count: n }),
+            n => RecoveryPlan::Carry { count: n },
+        })
+    }
+
+    /// The recovery codes the imported record starts with, as
+    /// [`GoogleAuthenticator::recovery_plan`] decides: the scratch codes
+    /// hashed with Argon2id under `params` into an 8-digit set, or a new set
+    /// to generate, or none. Costs one Argon2id evaluation per carried
+    /// code, so call it before taking the user's lock.
+    ///
+    /// # Errors
+    /// What [`GoogleAuthenticator::recovery_plan`] refuses, or
+    /// [`ImportError::Recovery`] if hashing fails.
+    pub fn recovery(
+        &self,
+        choice: ScratchCodes,
+        params: KdfParams,
+    ) -> Result<ImportedRecovery, ImportError> {
+        match self.recovery_plan(choice)? {
+            RecoveryPlan::NewSet => Ok(ImportedRecovery::NewSet),
+            RecoveryPlan::NoneToCarry => Ok(ImportedRecovery::Nothing),
+            RecoveryPlan::Carry { .. } => {
+                let codes: Vec<&str> = self.scratch_codes.iter().map(ScratchCode::as_str).collect();
+                // The digit count fits: checked by recovery_plan above.
+                #[allow(clippy::cast_possible_truncation)]
+                let format = CodeFormat::Digits(GOOGLE_AUTHENTICATOR_SCRATCH_DIGITS as u8);
+                RecoveryHashes::from_codes(format, &codes, params)
+                    .map(ImportedRecovery::Carried)
+                    .map_err(ImportError::Recovery)
+            }
         }
     }
 }
@@ -448,8 +634,11 @@ fn apply_option(
 /// [`totp::MIN_SECRET_BYTES`]). Every other line is either an option, `"`
 /// and a space then one of `RATE_LIMIT n m [timestamps]`, `WINDOW_SIZE n`,
 /// `DISALLOW_REUSE [steps]`, `TOTP_AUTH`, `HOTP_COUNTER n`, `STEP_SIZE n`,
-/// `TIME_SKEW n`, `RESETTING_TIME_SKEW [pairs]`, each at most once, or an
-/// 8-digit scratch code. A counter-based file (`HOTP_COUNTER`) and a file
+/// `TIME_SKEW n`, `RESETTING_TIME_SKEW [pairs]`, each at most once, or a
+/// scratch code (a line of digits; the tool writes 8, and whether the codes
+/// can be carried over is for [`GoogleAuthenticator::recovery_plan`] to
+/// say, so that a file with odd ones can still be imported with a new set
+/// of recovery codes). A counter-based file (`HOTP_COUNTER`) and a file
 /// without `TOTP_AUTH` are refused: there is no time-based device in them.
 ///
 /// # Errors
@@ -483,7 +672,7 @@ pub fn parse_google_authenticator(bytes: &[u8]) -> Result<GoogleAuthenticator, I
         disallow_reuse: false,
         used_steps: Vec::new(),
         time_skew: None,
-        scratch_codes: 0,
+        scratch_codes: Vec::new(),
     };
     let mut mode = Mode::default();
     for (index, text) in lines.iter().enumerate().skip(1) {
@@ -507,8 +696,11 @@ pub fn parse_google_authenticator(bytes: &[u8]) -> Result<GoogleAuthenticator, I
             }
             seen.push(name);
             apply_option(&mut parsed, &mut mode, name, &mut words, line)?;
-        } else if text.len() == 8 && text.bytes().all(|b| b.is_ascii_digit()) {
-            parsed.scratch_codes += 1;
+        } else if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            // Sized up front so no reallocation leaves a copy behind.
+            let mut code = Zeroizing::new(String::with_capacity(text.len()));
+            code.push_str(text);
+            parsed.scratch_codes.push(ScratchCode { line, code });
         } else {
             return Err(ImportError::BadLine { line });
         }
@@ -765,7 +957,7 @@ mod tests {
         assert_eq!(ga.secret.len(), 16);
         assert_eq!(ga.params.period, 30);
         assert_eq!(ga.window_steps(), 1);
-        assert_eq!(ga.scratch_codes, 0);
+        assert!(ga.scratch_codes.is_empty());
     }
 
     #[test]
@@ -777,7 +969,7 @@ mod tests {
             ("\" STEP_SIZE 0\n", "1 to 60"),
             ("\" FOO_BAR\n", "unknown option `FOO_BAR`"),
             ("\" TOTP_AUTH\n", "twice"),
-            ("1234567\n", "neither an option"),
+            ("1234 5678\n", "neither an option"),
             ("\"TOTP_AUTH\n", "neither an option"),
         ] {
             let file = format!("{SECRET_B32}\n\" TOTP_AUTH\n{body}");

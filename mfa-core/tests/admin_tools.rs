@@ -7,10 +7,10 @@ mod common;
 use common::{sample_record, set_mode, trust, Fixture, SECRET};
 use mfa_core::admin::{self, AdminError, DeviceRemoval, Migrated};
 use mfa_core::config::{Config, Paths};
-use mfa_core::import::parse_google_authenticator;
+use mfa_core::import::{parse_google_authenticator, ImportedRecovery, ScratchCodes};
 use mfa_core::keys::{KeyError, MasterKey};
 use mfa_core::record::{Device, LastSuccess};
-use mfa_core::recovery::normalize;
+use mfa_core::recovery::{normalize, CodeFormat};
 use mfa_core::store::StoreError;
 use mfa_core::totp::{Algorithm, TotpParams};
 use zeroize::Zeroizing;
@@ -313,7 +313,75 @@ fn a_record_that_does_not_open_is_reported_by_migrate_and_blocks_retire() {
 }
 
 #[test]
-fn an_imported_device_gets_fresh_recovery_codes_and_refuses_to_replace_without_force() {
+fn an_imported_device_keeps_the_scratch_codes_carried_over_and_shows_none() {
+    let f = Fixture::new();
+    let c = config(&f);
+    let store = f.store();
+    let file = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ga-totp"),
+    )
+    .unwrap();
+    let ga = parse_google_authenticator(&file).unwrap();
+    let recovery = ga
+        .recovery(ScratchCodes::Keep, mfa_core::recovery::KdfParams::default())
+        .unwrap();
+
+    let mut state = store.open_user(1000, &f.keys).unwrap();
+    let imported = admin::import_device(
+        &mut state,
+        "alice",
+        ga.device("google-authenticator", NOW),
+        recovery,
+        &c,
+        &f.keys,
+        false,
+    )
+    .unwrap();
+    assert!(imported.recovery_codes.is_empty(), "nothing to show");
+    assert_eq!(imported.recovery_codes_left, 5);
+    // Read back from disk: the set and its format survive the store.
+    drop(state);
+    let state = store.open_user(1000, &f.keys).unwrap();
+    let record = state.record().unwrap();
+    assert_eq!(record.recovery_codes_left(), 5);
+    let set = record.recovery.as_ref().unwrap();
+    assert_eq!(set.format(), CodeFormat::Digits(8));
+    let candidate = set.candidate(b"46940178").unwrap();
+    assert!(set.find(&candidate).unwrap().is_some());
+}
+
+#[test]
+fn an_imported_device_from_a_file_without_scratch_codes_has_no_recovery_codes() {
+    let f = Fixture::new();
+    let c = config(&f);
+    let store = f.store();
+    let file = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ga-totp-step60"),
+    )
+    .unwrap();
+    let ga = parse_google_authenticator(&file).unwrap();
+    let recovery = ga
+        .recovery(ScratchCodes::Keep, mfa_core::recovery::KdfParams::default())
+        .unwrap();
+    let mut state = store.open_user(1000, &f.keys).unwrap();
+    let imported = admin::import_device(
+        &mut state,
+        "alice",
+        ga.device("google-authenticator", NOW),
+        recovery,
+        &c,
+        &f.keys,
+        false,
+    )
+    .unwrap();
+    assert!(imported.recovery_codes.is_empty());
+    assert_eq!(imported.recovery_codes_left, 0);
+    assert!(state.record().unwrap().recovery.is_none());
+}
+
+#[test]
+fn an_imported_device_with_a_new_set_gets_fresh_recovery_codes_and_refuses_to_replace_without_force(
+) {
     let f = Fixture::new();
     let c = config(&f);
     let store = f.store();
@@ -328,6 +396,7 @@ fn an_imported_device_gets_fresh_recovery_codes_and_refuses_to_replace_without_f
         &mut state,
         "alice",
         ga.device("google-authenticator", NOW),
+        ImportedRecovery::NewSet,
         &c,
         &f.keys,
         false,
@@ -345,6 +414,7 @@ fn an_imported_device_gets_fresh_recovery_codes_and_refuses_to_replace_without_f
         &mut state,
         "alice",
         ga.device("google-authenticator", NOW),
+        ImportedRecovery::NewSet,
         &c,
         &f.keys,
         false,
@@ -355,6 +425,7 @@ fn an_imported_device_gets_fresh_recovery_codes_and_refuses_to_replace_without_f
         &mut state,
         "alice",
         ga.device("phone", NOW),
+        ImportedRecovery::NewSet,
         &c,
         &f.keys,
         true,

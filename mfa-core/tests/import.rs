@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use mfa_core::import::{
-    parse_google_authenticator, parse_oath_usersfile, ImportError, OathEntry, OathSkip,
-    MAX_GOOGLE_AUTHENTICATOR_FILE,
+    parse_google_authenticator, parse_oath_usersfile, ImportError, ImportedRecovery, OathEntry,
+    OathSkip, RecoveryPlan, ScratchCode, ScratchCodes, MAX_GOOGLE_AUTHENTICATOR_FILE,
 };
+use mfa_core::recovery::{CodeFormat, KdfParams, RecoveryHashes};
 use mfa_core::totp::{self, code_at_step, time_step, Algorithm, SecretError, TotpParams};
 
 const NOW: u64 = 1_764_150_000;
@@ -74,7 +75,7 @@ fn a_time_based_file_from_the_tool_gives_its_settings_and_counts_scratch_codes()
     assert!(ga.disallow_reuse);
     assert!(ga.used_steps.is_empty());
     assert_eq!(ga.time_skew, None);
-    assert_eq!(ga.scratch_codes, 5);
+    assert_eq!(ga.scratch_codes.len(), 5);
 }
 
 #[test]
@@ -101,7 +102,7 @@ fn step_size_and_a_wide_window_are_read() {
     assert_eq!(ga.window_steps(), 8);
     assert!(!ga.disallow_reuse);
     assert_eq!(ga.rate_limit, None);
-    assert_eq!(ga.scratch_codes, 0);
+    assert!(ga.scratch_codes.is_empty());
 }
 
 #[test]
@@ -110,7 +111,7 @@ fn a_file_the_pam_module_has_updated_keeps_its_used_steps() {
     assert_eq!(ga.used_steps, [58_805_000, 58_805_001]);
     assert_eq!(ga.time_skew, Some(-1));
     assert_eq!(ga.rate_limit, Some((3, 30)));
-    assert_eq!(ga.scratch_codes, 5);
+    assert_eq!(ga.scratch_codes.len(), 5);
     // Steps already used stay used once imported...
     let later = NOW + 60;
     let device = ga.device("phone", later);
@@ -384,4 +385,204 @@ fn base32_in_the_first_line_is_the_whole_secret() {
     let ga = parse_google_authenticator(&fixture("ga-totp")).unwrap();
     let again = totp::base32_decode(&first_line(&fixture("ga-totp"))).unwrap();
     assert_eq!(*ga.secret, *again);
+}
+
+// ---------------------------------------------------------------------------
+// Scratch codes: carried over as the user's recovery codes
+
+/// Cheap Argon2id settings: what is tested here is which codes end up in
+/// the set, not the cost of hashing them.
+const TEST_KDF: KdfParams = KdfParams {
+    memory_kib: 64,
+    iterations: 1,
+    parallelism: 1,
+};
+
+/// The 8-digit lines of a fixture, as the user holds them.
+fn scratch_lines(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8(bytes.to_vec())
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with('"'))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn carried(bytes: &[u8]) -> RecoveryHashes {
+    let ga = parse_google_authenticator(bytes).unwrap();
+    match ga.recovery(ScratchCodes::Keep, TEST_KDF).unwrap() {
+        ImportedRecovery::Carried(set) => set,
+        other => panic!("not carried over: {other:?}"),
+    }
+}
+
+/// Whether `typed` is one of the set's unused codes.
+fn holds(set: &RecoveryHashes, typed: &str) -> bool {
+    set.candidate(typed.as_bytes())
+        .is_some_and(|c| set.find(&c).unwrap().is_some())
+}
+
+#[test]
+fn scratch_codes_from_the_tool_become_an_eight_digit_recovery_set() {
+    for name in ["ga-totp", "ga-after-logins", "ga-totp-one-scratch-code"] {
+        let bytes = fixture(name);
+        let codes = scratch_lines(&bytes);
+        let ga = parse_google_authenticator(&bytes).unwrap();
+        assert_eq!(
+            ga.recovery_plan(ScratchCodes::Keep).unwrap(),
+            RecoveryPlan::Carry { count: codes.len() },
+            "{name}"
+        );
+        let listed: Vec<&str> = ga.scratch_codes.iter().map(ScratchCode::as_str).collect();
+        assert_eq!(listed, codes, "{name}");
+        let set = carried(&bytes);
+        assert_eq!(set.format(), CodeFormat::Digits(8), "{name}");
+        assert_eq!(set.remaining(), codes.len(), "{name}");
+        assert_eq!(set.params(), TEST_KDF);
+        for code in &codes {
+            assert!(holds(&set, code), "{name}: {code} is not in the set");
+        }
+        // Typed as the prompt allows: with a separator.
+        let grouped = format!("{}-{}", &codes[0][..4], &codes[0][4..]);
+        assert!(holds(&set, &grouped), "{name}");
+    }
+}
+
+#[test]
+fn a_carried_set_holds_nothing_but_the_scratch_codes() {
+    let bytes = fixture("ga-totp");
+    let set = carried(&bytes);
+    let codes = scratch_lines(&bytes);
+    // Neighbours of a real code, another file's code, and the TOTP-length
+    // prefix of a code are not codes of the set.
+    let n: u32 = codes[0].parse().unwrap();
+    for other in [
+        format!("{}", n + 1),
+        format!("{}", n - 1),
+        scratch_lines(&fixture("ga-totp-one-scratch-code"))[0].clone(),
+        codes[0][..6].to_owned(),
+        format!("{}0", codes[0]),
+    ] {
+        assert!(!holds(&set, &other), "{other} was accepted");
+    }
+    // Each works once: removing a found code leaves the others.
+    let mut set = set;
+    let c = set.candidate(codes[1].as_bytes()).unwrap();
+    let index = set.find(&c).unwrap().unwrap();
+    assert!(set.remove(index));
+    assert!(!holds(&set, &codes[1]));
+    assert!(holds(&set, &codes[0]) && holds(&set, &codes[4]));
+    assert_eq!(set.remaining(), 4);
+}
+
+#[test]
+fn the_scratch_codes_are_hashed_with_the_module_s_argon2id_settings() {
+    let ga = parse_google_authenticator(&fixture("ga-totp-one-scratch-code")).unwrap();
+    let ImportedRecovery::Carried(set) = ga
+        .recovery(ScratchCodes::Keep, KdfParams::default())
+        .unwrap()
+    else {
+        panic!("not carried over");
+    };
+    assert_eq!(set.params(), KdfParams::default());
+    assert_eq!(set.remaining(), 1);
+    assert!(holds(&set, "14918382"));
+    // The hashes are Argon2id outputs, not the codes.
+    for h in set.hashes() {
+        assert!(!h.windows(8).any(|w| w == b"14918382"));
+    }
+}
+
+#[test]
+fn a_new_set_is_chosen_instead_of_carrying_the_scratch_codes() {
+    let ga = parse_google_authenticator(&fixture("ga-totp")).unwrap();
+    assert_eq!(
+        ga.recovery_plan(ScratchCodes::Replace).unwrap(),
+        RecoveryPlan::NewSet
+    );
+    assert!(matches!(
+        ga.recovery(ScratchCodes::Replace, TEST_KDF).unwrap(),
+        ImportedRecovery::NewSet
+    ));
+}
+
+#[test]
+fn a_file_without_scratch_codes_leaves_the_user_without_recovery_codes() {
+    let ga = parse_google_authenticator(&fixture("ga-totp-step60")).unwrap();
+    assert_eq!(
+        ga.recovery_plan(ScratchCodes::Keep).unwrap(),
+        RecoveryPlan::NoneToCarry
+    );
+    assert!(matches!(
+        ga.recovery(ScratchCodes::Keep, TEST_KDF).unwrap(),
+        ImportedRecovery::Nothing
+    ));
+}
+
+#[test]
+fn a_scratch_code_listed_twice_is_carried_once() {
+    let mut bytes = fixture("ga-totp");
+    let first = scratch_lines(&bytes)[0].clone();
+    bytes.extend_from_slice(format!("{first}\n").as_bytes());
+    let ga = parse_google_authenticator(&bytes).unwrap();
+    assert_eq!(ga.scratch_codes.len(), 6);
+    assert_eq!(
+        ga.recovery_plan(ScratchCodes::Keep).unwrap(),
+        RecoveryPlan::Carry { count: 5 }
+    );
+    assert_eq!(carried(&bytes).remaining(), 5);
+}
+
+#[test]
+fn scratch_codes_the_old_module_never_accepted_refuse_carrying_and_name_the_way_out() {
+    // google-authenticator's PAM module reads a scratch code as a number
+    // from 10000000 to 99999999 and stops at the first line that is not.
+    for (line, digits, want) in [
+        ("1234567", 7, "has 7 digits, not 8"),
+        ("123456789", 9, "has 9 digits, not 8"),
+        ("01234567", 8, "starts with 0"),
+    ] {
+        let mut bytes = fixture("ga-totp");
+        bytes.extend_from_slice(format!("{line}\n").as_bytes());
+        let ga = parse_google_authenticator(&bytes).unwrap();
+        let err = ga.recovery_plan(ScratchCodes::Keep).unwrap_err();
+        assert_eq!(err, ImportError::UnusableScratchCode { line: 11, digits });
+        let text = err.to_string();
+        assert!(text.contains("line 11") && text.contains(want), "{text}");
+        assert!(text.contains("--new-recovery-codes"), "{text}");
+        assert!(!text.contains(line), "the code is not repeated: {text}");
+        assert_eq!(ga.recovery(ScratchCodes::Keep, TEST_KDF).unwrap_err(), err);
+        // A new set instead imports the same file.
+        assert_eq!(
+            ga.recovery_plan(ScratchCodes::Replace).unwrap(),
+            RecoveryPlan::NewSet
+        );
+    }
+}
+
+#[test]
+fn more_scratch_codes_than_a_set_holds_are_refused() {
+    let mut bytes = fixture("ga-totp-step60");
+    for n in 0..65u32 {
+        bytes.extend_from_slice(format!("{}\n", 10_000_000 + n * 7).as_bytes());
+    }
+    let ga = parse_google_authenticator(&bytes).unwrap();
+    let err = ga.recovery_plan(ScratchCodes::Keep).unwrap_err();
+    assert_eq!(err, ImportError::TooManyScratchCodes { count: 65 });
+    assert!(err.to_string().contains("--new-recovery-codes"), "{err}");
+}
+
+#[test]
+fn scratch_codes_never_show_in_debug_output() {
+    let bytes = fixture("ga-totp");
+    let ga = parse_google_authenticator(&bytes).unwrap();
+    let debug = format!("{ga:?} {:?}", ga.scratch_codes);
+    for code in scratch_lines(&bytes) {
+        assert!(!debug.contains(&code), "{debug}");
+    }
+    let recovery = format!("{:?}", ga.recovery(ScratchCodes::Keep, TEST_KDF).unwrap());
+    for code in scratch_lines(&bytes) {
+        assert!(!recovery.contains(&code), "{recovery}");
+    }
 }

@@ -153,6 +153,8 @@ impl CliError {
                 err:
                     ImportError::CounterBased
                     | ImportError::NotTimeBased
+                    | ImportError::UnusableScratchCode { .. }
+                    | ImportError::TooManyScratchCodes { .. }
                     | ImportError::Secret(mfa_core::totp::SecretError::TooShort { .. }),
                 ..
             }

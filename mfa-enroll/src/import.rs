@@ -12,10 +12,11 @@ use mfa_core::admin;
 use mfa_core::clock::{Clock, SystemClock};
 use mfa_core::enrollment;
 use mfa_core::import::{
-    parse_google_authenticator, parse_oath_usersfile, GoogleAuthenticator, OathEntry, OathLine,
-    OathToken, MAX_GOOGLE_AUTHENTICATOR_FILE, MAX_OATH_USERSFILE,
+    parse_google_authenticator, parse_oath_usersfile, GoogleAuthenticator, ImportedRecovery,
+    OathEntry, OathLine, OathToken, RecoveryPlan, ScratchCodes, MAX_GOOGLE_AUTHENTICATOR_FILE,
+    MAX_OATH_USERSFILE,
 };
-use mfa_core::recovery::RecoveryCode;
+use mfa_core::recovery::{KdfParams, RecoveryCode};
 use mfa_core::text::escape;
 use mfa_core::totp::TotpParams;
 use nix::libc;
@@ -136,12 +137,22 @@ pub fn google_authenticator(
         err,
     })?;
     drop(bytes);
-
-    let mut state = open_user(&store, &who, &keys)?;
-    let enrolled = state.record().is_some();
-    let summary = ga_summary(&who, &path, &ga, &args.device, config.totp.window);
+    let choice = if args.new_recovery_codes {
+        ScratchCodes::Replace
+    } else {
+        ScratchCodes::Keep
+    };
+    let import_error = |err| CliError::Import {
+        path: path.clone(),
+        err,
+    };
+    // Decided before anything is written, so the dry run refuses what the
+    // import would refuse.
+    let plan = ga.recovery_plan(choice).map_err(import_error)?;
+    let summary = ga_summary(&who, &path, &ga, plan, &args.device, config.totp.window);
     if !args.apply {
-        let existing = match (enrolled, args.force) {
+        let state = open_user(&store, &who, &keys)?;
+        let existing = match (state.record().is_some(), args.force) {
             (false, _) => "none".to_owned(),
             (true, true) => "yes; --apply --force replaces it".to_owned(),
             (true, false) => "yes; --apply is refused without --force".to_owned(),
@@ -154,11 +165,17 @@ pub fn google_authenticator(
             ),
         );
     }
+    // Argon2id for each carried code runs before the user's lock is taken.
+    let recovery = ga
+        .recovery(choice, KdfParams::default())
+        .map_err(import_error)?;
+    let mut state = open_user(&store, &who, &keys)?;
     let now = SystemClock.now();
     let imported = admin::import_device(
         &mut state,
         &name,
         ga.device(&args.device, now),
+        recovery,
         &config,
         &keys,
         args.force,
@@ -170,26 +187,63 @@ pub fn google_authenticator(
         "google-authenticator",
         imported.replaced,
     ));
+    let text = imported_text(&summary, plan, &imported, &ga, &name, &path);
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|err| CliError::OutputAfterEnroll { uid: who.uid, err })
+}
+
+/// What `import google-authenticator --apply` prints: what was imported
+/// and what became of the scratch codes (with a new set, the codes).
+fn imported_text(
+    summary: &str,
+    plan: RecoveryPlan,
+    imported: &admin::Imported,
+    ga: &GoogleAuthenticator,
+    name: &str,
+    path: &Path,
+) -> Zeroizing<String> {
     let mut text = Zeroizing::new(String::with_capacity(8192));
     let _ = write!(text, "Imported {summary}");
     if imported.replaced {
         text.push_str("  The previous record was replaced.\n");
     }
-    let _ = write!(
-        text,
-        "\nThe authenticator app keeps working unchanged. The {} in the file do not work\n\
-         with pam_mfa; these new recovery codes do. Each works once; they are shown only now:\n\n",
-        scratch_codes_phrase(ga.scratch_codes)
-    );
-    text.push_str(&codes_text(&imported.recovery_codes));
+    match plan {
+        RecoveryPlan::Carry { .. } => {
+            let _ = write!(
+                text,
+                "\nThe authenticator app keeps working unchanged, and so do the user's\n\
+                 {}: each now works once as a pam_mfa recovery code, at the same\n\
+                 prompt. No codes are shown; the user already holds them. Until\n\
+                 pam_google_authenticator.so is out of the PAM stack, each also works once with it.\n",
+                scratch_codes_phrase(imported.recovery_codes_left)
+            );
+        }
+        RecoveryPlan::NoneToCarry => {
+            let _ = write!(
+                text,
+                "\nThe authenticator app keeps working unchanged. The file has no scratch codes\n\
+                 left, so the user has no recovery codes; to give them a set, run\n\n    \
+                 mfa-enroll recovery-codes --user {} --regenerate\n",
+                escape(name)
+            );
+        }
+        RecoveryPlan::NewSet => {
+            let _ = write!(
+                text,
+                "\nThe authenticator app keeps working unchanged. The {} in the file do not work\n\
+                 with pam_mfa; these new recovery codes do. Each works once; they are shown only now:\n\n",
+                scratch_codes_phrase(ga.scratch_codes.len())
+            );
+            text.push_str(&codes_text(&imported.recovery_codes));
+        }
+    }
     let _ = write!(
         text,
         "\n{} was not modified. Delete it once pam_google_authenticator.so is out of the PAM stack.\n",
         escape(&path.display().to_string())
     );
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|err| CliError::OutputAfterEnroll { uid: who.uid, err })
+    text
 }
 
 fn scratch_codes_phrase(n: usize) -> String {
@@ -204,6 +258,7 @@ fn ga_summary(
     who: &Who,
     path: &Path,
     ga: &GoogleAuthenticator,
+    plan: RecoveryPlan,
     device: &str,
     window: u8,
 ) -> String {
@@ -260,11 +315,25 @@ fn ga_summary(
             "  time skew:       {skew} step(s) learnt by the old module; not carried over"
         );
     }
-    let _ = writeln!(
-        s,
-        "  scratch codes:   {}, not carried over: a new set of recovery codes is printed instead",
-        ga.scratch_codes
-    );
+    let listed = ga.scratch_codes.len();
+    let _ = match plan {
+        RecoveryPlan::Carry { count } if count == listed => writeln!(
+            s,
+            "  scratch codes:   {count}, carried over as recovery codes (each works once)"
+        ),
+        RecoveryPlan::Carry { count } => writeln!(
+            s,
+            "  scratch codes:   {listed} ({count} different), carried over as recovery codes (each works once)"
+        ),
+        RecoveryPlan::NoneToCarry => writeln!(
+            s,
+            "  scratch codes:   none left; the user gets no recovery codes (--new-recovery-codes prints a set)"
+        ),
+        RecoveryPlan::NewSet => writeln!(
+            s,
+            "  scratch codes:   {listed}, not carried over (--new-recovery-codes): a new set of recovery codes is printed instead"
+        ),
+    };
     s
 }
 
@@ -329,10 +398,12 @@ fn token_fate(
         };
     }
     let device = token.device(&ctx.args.device, ctx.now, ctx.config.totp.window);
+    // A users file holds no scratch codes: each user gets a new set.
     match admin::import_device(
         &mut state,
         &user.name,
         device,
+        ImportedRecovery::NewSet,
         ctx.config,
         ctx.keys,
         ctx.args.force,

@@ -207,8 +207,10 @@ pub enum ImportCommand {
     ///
     /// The file's base32 secret becomes a pam_mfa device with the same
     /// codes (SHA1, 6 digits, its `STEP_SIZE` or 30 s); time steps the file
-    /// marks as used stay used. Counter-based (HOTP) files and secrets under
-    /// 128 bits are refused. Without --apply nothing is written: the command
+    /// marks as used stay used; its scratch codes become the user's recovery
+    /// codes, each working once (or, with --new-recovery-codes, a new set is
+    /// printed instead). Counter-based (HOTP) files and secrets under 128
+    /// bits are refused. Without --apply nothing is written: the command
     /// prints what it found and what would change. The file itself is never
     /// modified.
     #[command(after_long_help = IMPORT_GA_HELP)]
@@ -224,23 +226,31 @@ pub enum ImportCommand {
     Oath(OathArgs),
 }
 
-/// The long help of `import google-authenticator`: the scratch-code
-/// decision and the exit status.
+/// The long help of `import google-authenticator`: what becomes of the
+/// scratch codes, and the exit status.
 const IMPORT_GA_HELP: &str = concat!(
-    "Scratch codes are not carried over. They are 8 digits, which the pam_mfa\n",
-    "prompt reads as a TOTP code (with 8-digit devices the two could not be told\n",
-    "apart), they carry about 27 bits where pam_mfa's recovery codes carry 60, and\n",
-    "they sat in plain text in a file the user owns. The import therefore prints\n",
-    "a new set of recovery codes (shown once), and the old scratch codes stop\n",
-    "working once pam_google_authenticator.so leaves the PAM stack.\n\n",
+    "Scratch codes are carried over: each becomes a pam_mfa recovery code that\n",
+    "works once, typed at the same prompt as before, so users keep the codes they\n",
+    "hold and nothing has to be handed out. They are stored as Argon2id hashes like\n",
+    "every recovery code, and status and list count them. They stay 8 digits (about\n",
+    "27 bits, where pam_mfa's own codes carry 60); the failure counter and lockout\n",
+    "bound guessing at the prompt. A file with no scratch codes left gives a user\n",
+    "with no recovery codes (recovery-codes --user NAME --regenerate makes a set).\n\n",
+    "--new-recovery-codes prints a new set instead (shown once; hand it to the\n",
+    "user): use it when the file may have been copied (backups, a shared home), and\n",
+    "for a file with scratch codes google-authenticator never writes (not 8 digits,\n",
+    "or a leading 0), which is otherwise refused. While pam_google_authenticator.so\n",
+    "is still in the PAM stack each scratch code works once with each module: take\n",
+    "it out when importing.\n\n",
     "Exit status:\n",
     "  0  success (or a dry run)\n",
     "  1  the operation failed: configuration, master key, record store or I/O,\n",
     "     or the file is unreadable or damaged\n",
     "  2  usage error: bad arguments, unknown user\n",
     "  3  not permitted: the command must run as root\n",
-    "  4  refused: the user is already enrolled (add --force), or the file holds\n",
-    "     no usable time-based device (counter-based, or a secret under 128 bits)"
+    "  4  refused: the user is already enrolled (add --force), the file holds no\n",
+    "     usable time-based device (counter-based, or a secret under 128 bits), or\n",
+    "     its scratch codes cannot be carried over (add --new-recovery-codes)"
 );
 
 /// `import google-authenticator` arguments.
@@ -262,6 +272,10 @@ pub struct GoogleAuthenticatorArgs {
     /// With --apply, replace the user's existing record.
     #[arg(long)]
     pub force: bool,
+    /// Give the user a new set of recovery codes, printed once, instead of
+    /// carrying the file's scratch codes over.
+    #[arg(long)]
+    pub new_recovery_codes: bool,
 }
 
 /// `import oath` arguments.

@@ -17,7 +17,7 @@ use mfa_core::codec::hex_encode;
 use mfa_core::fsutil::FileTrust;
 use mfa_core::keys::MasterKey;
 use mfa_core::record::Record;
-use mfa_core::recovery::normalize;
+use mfa_core::recovery::{normalize, CodeFormat};
 use mfa_core::store::Store;
 use mfa_core::totp::{base32_encode, code_at_step, time_step, TotpParams};
 use nix::unistd::User;
@@ -704,12 +704,13 @@ fn a_file_fresh_from_the_real_tool_imports_with_the_same_codes_and_stays_untouch
              .ci/run does)",
         );
     assert!(made.status.success(), "{}", stderr(&made));
-    let secret_b32 = std::fs::read_to_string(&file)
-        .unwrap()
+    let content = std::fs::read_to_string(&file).unwrap();
+    let secret_b32 = content.lines().next().unwrap().to_owned();
+    let scratch: Vec<&str> = content
         .lines()
-        .next()
-        .unwrap()
-        .to_owned();
+        .filter(|l| l.len() == 8 && l.bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    assert_eq!(scratch.len(), 5, "{content}");
     let before = file_state(&file);
 
     let file_arg = file.display().to_string();
@@ -722,7 +723,7 @@ fn a_file_fresh_from_the_real_tool_imports_with_the_same_codes_and_stays_untouch
         &file_arg,
     ]);
     assert!(
-        stdout(&dry).contains("scratch codes:   5"),
+        stdout(&dry).contains("scratch codes:   5, carried over as recovery codes"),
         "{}",
         stdout(&dry)
     );
@@ -736,15 +737,34 @@ fn a_file_fresh_from_the_real_tool_imports_with_the_same_codes_and_stays_untouch
         "--apply",
     ]);
     let text = stdout(&out);
-    let shown = text
-        .lines()
-        .filter(|l| l.starts_with("    ") && l.trim().len() == "xxxx-xxxx-xxxx".len())
-        .count();
-    assert_eq!(shown, 3, "{text}");
+    assert!(
+        text.contains("5 scratch codes: each now works once as a pam_mfa recovery code"),
+        "{text}"
+    );
+    for code in &scratch {
+        assert!(
+            !text.contains(code),
+            "scratch codes are not printed: {text}"
+        );
+    }
     assert!(text.contains("was not modified"), "{text}");
     assert_eq!(file_state(&file), before, "the imported file was changed");
 
     let record = host.record("nobody").unwrap();
+    // The scratch codes are the user's recovery codes now, and only they.
+    let set = record.recovery.as_ref().unwrap();
+    assert_eq!(set.format(), CodeFormat::Digits(8));
+    assert_eq!(record.recovery_codes_left(), 5);
+    for code in &scratch {
+        let candidate = set.candidate(code.as_bytes()).unwrap();
+        assert!(set.find(&candidate).unwrap().is_some(), "{code}");
+    }
+    let status = host.ok(&["status", "--user", "nobody"]);
+    assert!(
+        stdout(&status).contains("recovery codes left: 5"),
+        "{}",
+        stdout(&status)
+    );
     let device = &record.devices[0];
     assert_eq!(device.name, "google-authenticator");
     assert_eq!(base32_encode(&device.secret).as_str(), secret_b32);
@@ -773,6 +793,136 @@ fn a_file_fresh_from_the_real_tool_imports_with_the_same_codes_and_stays_untouch
     assert_eq!(again.status.code(), Some(4), "{}", stderr(&again));
     assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
     assert_eq!(file_state(&file), before);
+}
+
+#[test]
+fn import_apply_carries_the_scratch_codes_over_and_says_so() {
+    let host = Host::with_key();
+    let out = snapshot(
+        &host,
+        "import-ga-apply",
+        &[
+            "import",
+            "google-authenticator",
+            "--user",
+            "nobody",
+            "--file",
+            &fixture_arg("ga-after-logins"),
+            "--apply",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(host.record("nobody").unwrap().recovery_codes_left(), 5);
+}
+
+#[test]
+fn import_with_new_recovery_codes_prints_a_new_set_and_drops_the_scratch_codes() {
+    let host = Host::with_key();
+    let file = fixture_arg("ga-totp");
+    let dry = snapshot(
+        &host,
+        "import-ga-dry-run-new-recovery-codes",
+        &[
+            "import",
+            "google-authenticator",
+            "--user",
+            "nobody",
+            "--file",
+            &file,
+            "--new-recovery-codes",
+        ],
+    );
+    assert_eq!(dry.status.code(), Some(0));
+    let out = snapshot(
+        &host,
+        "import-ga-apply-new-recovery-codes",
+        &[
+            "import",
+            "google-authenticator",
+            "--user",
+            "nobody",
+            "--file",
+            &file,
+            "--new-recovery-codes",
+            "--apply",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let shown: Vec<String> = stdout(&out)
+        .lines()
+        .filter(|l| l.starts_with("    ") && l.trim().len() == "xxxx-xxxx-xxxx".len())
+        .map(|l| l.trim().to_owned())
+        .collect();
+    assert_eq!(shown.len(), 3, "{}", stdout(&out));
+    let record = host.record("nobody").unwrap();
+    let set = record.recovery.as_ref().unwrap();
+    assert_eq!(set.format(), CodeFormat::Base32);
+    assert_eq!(set.remaining(), 3);
+    for code in &shown {
+        let candidate = normalize(code.as_bytes(), 12).unwrap();
+        assert!(set.find(&candidate).unwrap().is_some(), "{code}");
+    }
+    let scratch = std::fs::read_to_string(fixtures().join("ga-totp")).unwrap();
+    for code in scratch
+        .lines()
+        .filter(|l| l.len() == 8 && !l.starts_with('"'))
+    {
+        assert!(set.candidate(code.as_bytes()).is_none(), "{code}");
+    }
+}
+
+#[test]
+fn a_file_without_scratch_codes_imports_without_recovery_codes() {
+    let host = Host::with_key();
+    let out = snapshot(
+        &host,
+        "import-ga-apply-no-scratch-codes",
+        &[
+            "import",
+            "google-authenticator",
+            "--user",
+            "nobody",
+            "--file",
+            &fixture_arg("ga-totp-step60"),
+            "--apply",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let record = host.record("nobody").unwrap();
+    assert!(record.recovery.is_none());
+}
+
+#[test]
+fn scratch_codes_the_old_module_never_accepted_are_refused_unless_a_new_set_is_asked_for() {
+    let host = Host::with_key();
+    let file = host.dir.path().join("odd-scratch-code");
+    let mut bytes = std::fs::read(fixtures().join("ga-totp")).unwrap();
+    bytes.extend_from_slice(b"1234567\n");
+    std::fs::write(&file, &bytes).unwrap();
+    let file = file.display().to_string();
+    let args = [
+        "import",
+        "google-authenticator",
+        "--user",
+        "nobody",
+        "--file",
+        &file,
+    ];
+    let dry = snapshot(&host, "import-ga-odd-scratch-code-dry-run", &args);
+    assert_eq!(dry.status.code(), Some(4));
+    let mut apply = args.to_vec();
+    apply.push("--apply");
+    let refused = snapshot(&host, "import-ga-odd-scratch-code", &apply);
+    assert_eq!(refused.status.code(), Some(4));
+    assert!(
+        !stderr(&refused).contains("1234567"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!host.record_path("nobody").exists());
+    apply.push("--new-recovery-codes");
+    host.ok(&apply);
+    assert_eq!(host.record("nobody").unwrap().recovery_codes_left(), 3);
 }
 
 // ---------------------------------------------------------------------------
@@ -924,7 +1074,8 @@ fn generate_docs_writes_the_man_page_and_completions() {
         );
     }
     assert!(!page.contains("generate\\-docs"));
-    assert!(page.contains("Scratch codes are not carried over"));
+    assert!(page.contains("Scratch codes are carried over"));
+    assert!(page.contains("\\-\\-new\\-recovery\\-codes"));
     let bash = std::fs::read_to_string(target.join("mfa-enroll.bash")).unwrap();
     assert!(bash.contains("remove-device") && bash.contains("complete"));
     let zsh = std::fs::read_to_string(target.join("_mfa-enroll")).unwrap();
