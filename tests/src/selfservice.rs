@@ -21,6 +21,18 @@ pub const NAME_PROMPT: &str = "Name for this device [phone]: ";
 pub const APP_CODE_PROMPT: &str = "Verification code from the app: ";
 /// What `mfa-enroll` prints before the recovery codes.
 pub const CODES_SHOWN: &str = "they will not be shown again:";
+/// What `mfa-enroll` asks after the new device's code: a factor the user
+/// already has, or Enter for a first device.
+pub const PROOF_PROMPT: &str = "If you already have a device for this account, enter a code from it (or one of\n\
+                                your recovery codes) to show this change is yours; if this is your first\n\
+                                device, just press Enter: ";
+/// What `mfa-enroll recovery-codes --regenerate` asks before it makes a set.
+pub const REGENERATE_PROMPT: &str =
+    "Enter a code from your device (or one of your recovery codes) to show this\n\
+     change is yours: ";
+/// What `mfa-enroll` prints before the new secret's fingerprint, which
+/// `mfa-enroll approve` shows the administrator too.
+pub const FINGERPRINT_SHOWN: &str = "Secret fingerprint: ";
 
 impl Sandbox {
     /// A command that runs `program` inside the namespace as `user` (uid,
@@ -74,6 +86,10 @@ pub struct SelfEnrolled {
     pub recovery_codes: Vec<String>,
     /// Everything printed up to and including the code prompt.
     pub before_code: String,
+    /// Whether it asked for a factor the user already has ([`PROOF_PROMPT`]).
+    pub asked_proof: bool,
+    /// The secret's fingerprint it printed (`xxxx:xxxx:xxxx`), if any.
+    pub fingerprint: Option<String>,
     /// The whole run (stdout holds everything, prompts included).
     pub run: Run,
 }
@@ -130,12 +146,15 @@ impl<'a> UserMfaEnroll<'a> {
     /// Runs `mfa-enroll ARGS` through pipes as a person at a keyboard
     /// would answer it: the device name `name` when asked for one, then
     /// `answer(secret)` when asked for a code (with `secret` read off the
-    /// `otpauth URI:` line). Fails the test if it never asks for a code.
+    /// `otpauth URI:` line), then `proof()` if it asks for a factor the
+    /// user already has ([`PROOF_PROMPT`]; an empty answer is Enter). Fails
+    /// the test if it never asks for a code.
     pub fn enroll_answering(
         &self,
         args: &[&str],
         name: &str,
         answer: impl FnOnce(&str) -> String,
+        proof: impl FnOnce() -> String,
     ) -> SelfEnrolled {
         let mut cmd = self.command(args);
         let command = process::render(&cmd);
@@ -145,22 +164,14 @@ impl<'a> UserMfaEnroll<'a> {
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let mut stdin = child.stdin.take().expect("stdin is piped");
         let mut seen = Vec::new();
-        let mut byte = [0u8; 1];
         let mut named = false;
-        let ended = loop {
-            if seen.ends_with(APP_CODE_PROMPT.as_bytes()) {
-                break false;
-            }
+        let ended = !read_until(&mut stdout, &mut seen, APP_CODE_PROMPT, |seen| {
             if !named && seen.ends_with(NAME_PROMPT.as_bytes()) {
                 // A closed pipe shows in the run's result.
                 let _ = writeln!(stdin, "{name}");
                 named = true;
             }
-            match stdout.read(&mut byte) {
-                Ok(1) => seen.push(byte[0]),
-                _ => break true,
-            }
-        };
+        });
         let before_code = String::from_utf8_lossy(&seen).into_owned();
         let uri = before_code
             .lines()
@@ -176,6 +187,12 @@ impl<'a> UserMfaEnroll<'a> {
             .unwrap_or_else(|| panic!("no secret in the printed URI {uri:?}"))
             .to_owned();
         let _ = writeln!(stdin, "{}", answer(&secret));
+        // A wrong code ends the run here; a right one is followed by the
+        // question for an existing factor.
+        let asked_proof = read_until(&mut stdout, &mut seen, PROOF_PROMPT, |_| {});
+        if asked_proof {
+            let _ = writeln!(stdin, "{}", proof());
+        }
         drop(stdin);
         let mut rest = Vec::new();
         let _ = stdout.read_to_end(&mut rest);
@@ -187,31 +204,100 @@ impl<'a> UserMfaEnroll<'a> {
             uri,
             recovery_codes: recovery_codes_shown(&run.stdout),
             before_code,
+            asked_proof,
+            fingerprint: fingerprint_shown(&run.stdout),
             run,
         }
     }
 
     /// A successful self-enrollment (`mfa-enroll ARGS`, e.g. none or
-    /// `enroll`) of a device named `name`, typed at its prompt: the app
-    /// that scanned it typed its current code. Returns what was printed and
-    /// that app, which has spent the code.
+    /// `enroll`) of a user's first device, named `name` at its prompt: the
+    /// app that scanned it typed its current code, and the question for an
+    /// existing factor was answered with Enter. Returns what was printed
+    /// and that app, which has spent the code.
     pub fn enroll(&self, args: &[&str], name: &str) -> (SelfEnrolled, AuthenticatorApp) {
+        self.enroll_proving(args, name, String::new)
+    }
+
+    /// Like [`UserMfaEnroll::enroll`], for a user who already has a
+    /// factor: `proof()` (a code of an existing device, or a recovery
+    /// code) answers the question for it.
+    pub fn enroll_proving(
+        &self,
+        args: &[&str],
+        name: &str,
+        proof: impl FnOnce() -> String,
+    ) -> (SelfEnrolled, AuthenticatorApp) {
         let mut app = None;
-        let enrolled = self.enroll_answering(args, name, |secret| {
-            let mut a = AuthenticatorApp::new(secret);
-            let code = a.next_code();
-            app = Some(a);
-            code
-        });
+        let enrolled = self.enroll_answering(
+            args,
+            name,
+            |secret| {
+                let mut a = AuthenticatorApp::new(secret);
+                let code = a.next_code();
+                app = Some(a);
+                code
+            },
+            proof,
+        );
         enrolled.run.assert_success();
+        assert!(
+            enrolled.asked_proof,
+            "it asks for a factor the user already has:\n{}",
+            enrolled.run
+        );
         assert_eq!(
             enrolled.recovery_codes.len(),
             10,
             "ten recovery codes are shown:\n{}",
             enrolled.run
         );
+        assert!(
+            enrolled.fingerprint.is_some(),
+            "the secret's fingerprint is shown:\n{}",
+            enrolled.run
+        );
         (enrolled, app.expect("the code was asked for"))
     }
+
+    /// `mfa-enroll recovery-codes --regenerate` as the user, answering its
+    /// question for an existing factor with `proof` (empty: Enter).
+    pub fn regenerate(&self, proof: &str) -> Run {
+        self.run(
+            &["recovery-codes", "--regenerate"],
+            format!("{proof}\n").as_bytes(),
+        )
+    }
+}
+
+/// Reads `stdout` byte by byte into `seen`, calling `each(seen)` before
+/// every read, until `seen` ends with `want` (true) or the output ends
+/// (false).
+fn read_until(
+    stdout: &mut impl Read,
+    seen: &mut Vec<u8>,
+    want: &str,
+    mut each: impl FnMut(&[u8]),
+) -> bool {
+    let mut byte = [0u8; 1];
+    loop {
+        if seen.ends_with(want.as_bytes()) {
+            return true;
+        }
+        each(seen);
+        match stdout.read(&mut byte) {
+            Ok(1) => seen.push(byte[0]),
+            _ => return false,
+        }
+    }
+}
+
+/// The fingerprint on the [`FINGERPRINT_SHOWN`] line of `text`.
+pub fn fingerprint_shown(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(FINGERPRINT_SHOWN))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
 }
 
 /// The `secret` parameter of an `otpauth://` URI.
@@ -266,6 +352,13 @@ mod tests {
             "New recovery codes (each works once). Store them somewhere safe now:\n\n    aaaa-bbbb-cccc\n\nThey replace\n";
         assert_eq!(recovery_codes_shown(regenerated), ["aaaa-bbbb-cccc"]);
         assert!(recovery_codes_shown("nothing here\n").is_empty());
+    }
+
+    #[test]
+    fn the_fingerprint_is_the_word_after_its_label() {
+        let out = "...\nSecret fingerprint: 6056:a1f0:8739 (an administrator approving this request sees the same).\n";
+        assert_eq!(fingerprint_shown(out).as_deref(), Some("6056:a1f0:8739"));
+        assert_eq!(fingerprint_shown("no such line\n"), None);
     }
 
     #[test]
