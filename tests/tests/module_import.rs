@@ -131,3 +131,42 @@ fn an_imported_user_logs_in_with_a_scratch_code_once_and_with_the_app() {
     secrets.push(secret);
     common::assert_logs_never_contain(&sb, &secrets);
 }
+
+#[test]
+fn a_scratch_code_the_old_module_already_used_is_not_carried_over() {
+    let sb = sandbox!();
+    sb.write_config(FAST);
+    let user = TestUser::create("impgaold");
+    mfa_enroll(&sb, &["key", "init"]).assert_success();
+    let file = google_authenticator(&user, 3);
+    let (_, scratch) = secret_and_scratch_codes(&file);
+    assert_eq!(scratch.len(), 3);
+
+    // The user logs in once more with google-authenticator's own PAM
+    // module, using a scratch code; the module removes it from the file.
+    sb.service("old", "auth required pam_google_authenticator.so\n");
+    let old = sb.pamtester("old", user.name(), &["authenticate"], &[&scratch[0]]);
+    old.assert_success();
+    let (_, left) = secret_and_scratch_codes(&file);
+    assert_eq!(left, scratch[1..], "the old module used up the first code");
+
+    mfa_enroll(
+        &sb,
+        &[
+            "import",
+            "google-authenticator",
+            "--user",
+            user.name(),
+            "--apply",
+        ],
+    )
+    .assert_success();
+    assert_eq!(status_json(&sb, &user)["recovery_codes_left"], 2);
+
+    mfa_alone(&sb, "sshd", "");
+    let reused = sb.pamtester("sshd", user.name(), &["authenticate"], &[&scratch[0]]);
+    reused.assert_failure();
+    let next = sb.pamtester("sshd", user.name(), &["authenticate"], &[&scratch[1]]);
+    next.assert_success();
+    assert!(next.stdout.contains("1 recovery code left"), "{next}");
+}
