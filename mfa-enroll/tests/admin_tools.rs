@@ -680,9 +680,9 @@ fn oathtool(secret: &str, hex: bool, params: TotpParams, unix: u64) -> String {
     stdout(&out).trim().to_owned()
 }
 
-#[test]
-fn a_file_fresh_from_the_real_tool_imports_with_the_same_codes_and_stays_untouched() {
-    let host = Host::with_key();
+/// A `.google_authenticator` file written by the real tool in `host`'s
+/// directory: time-based, no reuse, 3 logins per 30 s, 5 scratch codes.
+fn real_google_authenticator_file(host: &Host) -> PathBuf {
     let file = host.dir.path().join("google_authenticator");
     let made = Command::new("google-authenticator")
         .args([
@@ -704,6 +704,13 @@ fn a_file_fresh_from_the_real_tool_imports_with_the_same_codes_and_stays_untouch
              .ci/run does)",
         );
     assert!(made.status.success(), "{}", stderr(&made));
+    file
+}
+
+#[test]
+fn a_file_fresh_from_the_real_tool_imports_with_the_same_codes_and_stays_untouched() {
+    let host = Host::with_key();
+    let file = real_google_authenticator_file(&host);
     let content = std::fs::read_to_string(&file).unwrap();
     let secret_b32 = content.lines().next().unwrap().to_owned();
     let scratch: Vec<&str> = content
