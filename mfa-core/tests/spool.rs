@@ -20,7 +20,9 @@ use common::{trust, Fixture};
 use mfa_core::keys::MasterKey;
 use mfa_core::pending::{Pending, Request};
 use mfa_core::recovery::{self, KdfParams};
-use mfa_core::spool::{self, Unusable, MAX_EXAMINED, MAX_IGNORED, MAX_REQUESTS_PER_UID};
+use mfa_core::spool::{
+    self, Unusable, MAX_DIRECTORIES_REMOVED, MAX_EXAMINED, MAX_IGNORED, MAX_REQUESTS_PER_UID,
+};
 use nix::unistd::{chown, Uid};
 
 /// The user logging in.
@@ -424,10 +426,7 @@ fn expired_requests_of_other_users_are_removed_in_one_line() {
         "{line}"
     );
     assert!(line.contains(" and 13 more; "), "{line}");
-    assert!(
-        line.ends_with("examined 16 entries (at most 4096 per scan)"),
-        "{line}"
-    );
+    assert!(line.ends_with("; examined 16 entries"), "{line}");
     // The next scan finds nothing left to do.
     assert!(scan_at(&f, &f.keys, two_days_later()).expired.is_empty());
 }
@@ -480,6 +479,8 @@ fn entries_planted_under_the_users_uid_by_another_user_are_gone_after_one_scan()
     }
     for i in 0..20 {
         planted.push(plant_file(&f, &format!("{UID}.garbage{i}"), MALLORY));
+    }
+    for i in 0..MAX_DIRECTORIES_REMOVED {
         planted.push(plant_dir(&f, &format!("{UID}.dir{i}"), MALLORY));
     }
     let symlink = dir.join(format!("{UID}.link"));
@@ -500,8 +501,11 @@ fn entries_planted_under_the_users_uid_by_another_user_are_gone_after_one_scan()
     assert!(s.ignored.is_empty(), "{:?}", s.ignored);
     // The link too: it is not the user's.
     assert_eq!(s.expired.removed(Unusable::WrongOwner), 41);
-    assert_eq!(s.expired.removed(Unusable::Directory), 20);
-    assert_eq!(s.expired.removed_total(), 61);
+    assert_eq!(
+        s.expired.removed(Unusable::Directory),
+        MAX_DIRECTORIES_REMOVED
+    );
+    assert_eq!(s.expired.removed_total(), 41 + MAX_DIRECTORIES_REMOVED);
     let line = s.expired.summary().unwrap();
     assert!(
         line.starts_with(
@@ -510,10 +514,20 @@ fn entries_planted_under_the_users_uid_by_another_user_are_gone_after_one_scan()
         "{line}"
     );
     assert!(
-        line.contains("removed 20 empty directories (owned by uid 1001): "),
+        line.contains(&format!(
+            "removed {MAX_DIRECTORIES_REMOVED} empty directories (owned by uid 1001): "
+        )),
         "{line}"
     );
-    assert_eq!(line.matches(" and 17 more").count(), 1, "{line}");
+    // A few names of each kind, then a count.
+    assert_eq!(line.matches(" and 38 more; ").count(), 1, "{line}");
+    assert!(
+        line.ends_with(&format!(
+            "; examined {} entries",
+            42 + MAX_DIRECTORIES_REMOVED
+        )),
+        "{line}"
+    );
 }
 
 #[test]
@@ -705,7 +719,9 @@ fn a_scan_examines_at_most_the_limit_and_the_next_one_goes_on() {
     let line = s.expired.summary().unwrap();
     assert!(
         line.ends_with(&format!(
-            "examined {MAX_EXAMINED} entries, the most one scan examines; {extra} left for the next"
+            "examined {MAX_EXAMINED} entries; {extra} left for the next scan \
+             (one examines at most {MAX_EXAMINED} entries and removes at most \
+             {MAX_DIRECTORIES_REMOVED} directories)"
         )),
         "{line}"
     );
@@ -724,6 +740,42 @@ fn a_scan_examines_at_most_the_limit_and_the_next_one_goes_on() {
         ),
         (extra, 0, extra)
     );
+    assert!(left(&f).is_empty());
+}
+
+#[test]
+fn directories_are_removed_a_few_at_each_scan() {
+    let f = Fixture::new();
+    for i in 0..3 * MAX_DIRECTORIES_REMOVED {
+        plant_dir(&f, &format!("{UID}.dir{i}"), MALLORY);
+        plant_dir(&f, &format!("dir{i}"), MALLORY);
+    }
+    for i in 0..5 {
+        plant_file(&f, &format!("{UID}.file{i}"), MALLORY);
+    }
+    let s = scan(&f);
+    // The files all go, and the most directories a scan removes.
+    assert_eq!(s.expired.removed(Unusable::WrongOwner), 5);
+    assert_eq!(
+        s.expired.removed(Unusable::Directory),
+        MAX_DIRECTORIES_REMOVED
+    );
+    assert_eq!(s.expired.deferred, 5 * MAX_DIRECTORIES_REMOVED);
+    // Those named after the user's uid go first.
+    let mut scans = 1;
+    while left(&f).iter().any(|n| n.starts_with(&format!("{UID}."))) {
+        scans += 1;
+        scan(&f);
+    }
+    assert_eq!(scans, 3);
+    assert_eq!(left(&f).len(), 3 * MAX_DIRECTORIES_REMOVED);
+    for _ in 0..3 {
+        let s = scan(&f);
+        assert_eq!(
+            s.expired.removed(Unusable::NotRequestName),
+            MAX_DIRECTORIES_REMOVED
+        );
+    }
     assert!(left(&f).is_empty());
 }
 
@@ -757,6 +809,28 @@ fn the_users_request_is_found_however_much_else_the_spool_holds() {
 
 // ---------------------------------------------------------------------------
 // For `mfa-enroll approve`
+
+#[test]
+fn approve_finds_a_request_however_many_files_are_planted_under_the_users_uid() {
+    let f = Fixture::new();
+    let planted = 3 * MAX_EXAMINED;
+    for i in 0..planted {
+        plant_file(&f, &format!("{UID}.planted{i}"), MALLORY);
+    }
+    let (mine, p) = request_of(&f, UID);
+    let (requests, ignored) =
+        spool::requests_of(&spool(&f), UID, &f.keys, trust(), DAY, now()).unwrap();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].pending, p);
+    assert!(exists(&mine));
+    assert_eq!(left(&f).len(), 1);
+    assert!(
+        ignored[0].reason.starts_with(&format!(
+            "removed {planted} entries not owned by the uid in their name"
+        )),
+        "{ignored:?}"
+    );
+}
 
 #[test]
 fn requests_of_lists_every_usable_request_newest_first_and_removes_none() {

@@ -20,12 +20,14 @@ use mfa_core::config::Config;
 use mfa_core::enrollment;
 use mfa_core::fsutil::FileTrust;
 use mfa_core::keys::{EnrollmentPublicKey, MasterKey};
-use mfa_core::pending::{Pending, Request};
+use mfa_core::pending::{Pending, Proof, Request};
+use mfa_core::spool;
 use mfa_core::totp;
 use pam_mfa_e2e::audit::{count_events, expect_event, field, matches, AUDIT_WAIT};
 use pam_mfa_e2e::qr::decode_utf8_qr;
 use pam_mfa_e2e::selfservice::{
-    recovery_codes_shown, secret_of, UserMfaEnroll, APP_CODE_PROMPT, CODES_SHOWN, NAME_PROMPT,
+    fingerprint_shown, recovery_codes_shown, secret_of, UserMfaEnroll, APP_CODE_PROMPT,
+    CODES_SHOWN, NAME_PROMPT, PROOF_PROMPT, REGENERATE_PROMPT,
 };
 use pam_mfa_e2e::sudo::{password_prompt, TRY_AGAIN};
 use pam_mfa_e2e::{
@@ -218,6 +220,36 @@ fn sealed_device(
     (pending.seal(key, uid).expect("sealing works"), secret)
 }
 
+/// What an up-to-date `mfa-enroll` seals for a user who already has a
+/// device: a new device named `name` made now, with the code its app shows
+/// now, and `proof` (a code of the user's device) for `uid`. Returns the
+/// sealed bytes and the new device's app, which has spent that code.
+fn sealed_proven_device(
+    sb: &Sandbox,
+    key: &EnrollmentPublicKey,
+    uid: u32,
+    name: &str,
+    proof: &str,
+) -> (Vec<u8>, AuthenticatorApp) {
+    let config = config(sb);
+    let created = unix_now();
+    let new =
+        enrollment::new_device(&config, name, "e2e", "planted@e2e", created).expect("a new device");
+    let (_, recovery) = enrollment::new_recovery_codes(&config).expect("recovery codes");
+    let mut app = AuthenticatorApp::new(totp::base32_encode(&new.device.secret).as_str());
+    let pending = Pending {
+        id: Pending::new_id().expect("random bytes"),
+        created,
+        request: Request::Device {
+            device: new.device,
+            recovery,
+            code: Some(zeroize::Zeroizing::new(app.next_code())),
+        },
+        proof: Some(Proof::Totp(zeroize::Zeroizing::new(proof.to_owned()))),
+    };
+    (pending.seal(key, uid).expect("sealing works"), app)
+}
+
 /// Writes `bytes` to `path` as `user` (who then owns it), mode 0600.
 fn write_as(sb: &Sandbox, user: &TestUser, path: &Path, bytes: &[u8]) {
     let path = path.to_str().expect("sandbox paths are UTF-8");
@@ -375,7 +407,13 @@ fn a_user_enrolls_in_a_terminal_and_the_qr_code_reads_as_the_printed_uri() {
 
     let mut app = AuthenticatorApp::new(&secret);
     term.send_line(&app.next_code());
-    term.expect(CODES_SHOWN);
+    // A first device: Enter at the question for an existing factor.
+    term.answer(&PROOF_PROMPT.replace('\n', "\r\n"), "");
+    let shown = term.expect(CODES_SHOWN);
+    term.check(
+        fingerprint_shown(&shown).is_some(),
+        "the secret's fingerprint is shown",
+    );
     term.assert_exit(0);
     let codes = recovery_codes_shown(&term.output());
     term.check(codes.len() == 10, "ten recovery codes are shown");
@@ -397,26 +435,22 @@ fn a_user_enrolls_in_a_terminal_and_the_qr_code_reads_as_the_printed_uri() {
 }
 
 #[test]
-fn a_second_device_is_added_after_the_old_devices_code_then_the_new_ones() {
+fn a_second_device_proven_with_the_old_devices_code_is_added_at_the_next_login() {
     let user = TestUser::create("ssesecond");
     let sb = sudo_host(&settings("skip", ""), &[], &[&user]);
     let first = MfaEnroll::new(&sb).enroll(&user);
     let mut old = AuthenticatorApp::new(&first.secret);
 
-    let (enrolled, mut new) = UserMfaEnroll::new(&sb, &user).enroll(&["enroll"], "laptop");
+    // mfa-enroll takes the new device's code, then one from the device the
+    // user already has: a stolen shell has no such code.
+    let (enrolled, mut new) =
+        UserMfaEnroll::new(&sb, &user).enroll_proving(&["enroll"], "laptop", || old.next_code());
     assert_eq!(device_names(&sb, &user), ["default"], "nothing changes yet");
 
-    let mut sudo = sb.sudo_as(&user, &COMMAND);
-    password(&mut sudo, &user);
-    // The existing factor first: a stolen shell cannot swap the device.
-    let before_old = sudo.answer(CODE_PROMPT, &old.next_code());
-    sudo.check(
-        !before_old.contains("new device"),
-        "the old device's code is asked first",
-    );
-    sudo.answer(&new_device_prompt("laptop"), &new.next_code());
-    sudo.expect(AS_ROOT);
-    sudo.assert_exit(0);
+    // The next login asks for one code, as any login does, and applies the
+    // request in the same commit: no second prompt.
+    let sudo = sudo_with_code(&sb, &user, &old.next_code());
+    sudo.assert_not_printed("new device");
 
     expect_sudo_event(
         &sb,
@@ -424,11 +458,23 @@ fn a_second_device_is_added_after_the_old_devices_code_then_the_new_ones() {
         &user,
         &[("method", "totp"), ("device", "default")],
     );
-    expect_sudo_event(
+    let added = expect_sudo_event(
         &sb,
         "device_enrolled",
         &user,
-        &[("device", "laptop"), ("reason", "self-service")],
+        &[
+            ("method", "enrollment"),
+            ("device", "laptop"),
+            (
+                "reason",
+                "self-service request: device \"laptop\" added; proven with a code of an existing device",
+            ),
+        ],
+    );
+    assert_eq!(
+        added.severity(),
+        Some(5),
+        "a factor change is a notice: {added}"
     );
     assert_eq!(device_names(&sb, &user), ["default", "laptop"]);
     assert!(sb.spool_files(user.uid()).is_empty());
@@ -436,8 +482,8 @@ fn a_second_device_is_added_after_the_old_devices_code_then_the_new_ones() {
     // Both devices log in, each on its own.
     let sudo = sudo_with_code(&sb, &user, &old.next_code());
     sudo.assert_not_printed("new device");
-    // The new device's last code was the activation's: this one waits for
-    // the next time step, as a person would.
+    // The new device's code typed into mfa-enroll is used up: this one is
+    // of a later time step, as a person would type it.
     sudo_with_code(&sb, &user, &new.next_code());
     expect_sudo_event(
         &sb,
@@ -467,56 +513,67 @@ fn a_second_device_is_added_after_the_old_devices_code_then_the_new_ones() {
 }
 
 #[test]
-fn a_wrong_code_for_the_new_device_keeps_the_login_and_the_request_pending() {
+fn a_wrong_code_of_either_device_adds_nothing_and_the_login_goes_on() {
     let user = TestUser::create("ssewrong");
     let sb = sudo_host(&settings("skip", ""), &[], &[&user]);
     let first = MfaEnroll::new(&sb).enroll(&user);
     let mut old = AuthenticatorApp::new(&first.secret);
-    let (_, mut new) = UserMfaEnroll::new(&sb, &user).enroll(&["enroll"], "tablet");
+    let me = UserMfaEnroll::new(&sb, &user);
 
-    let mut sudo = sb.sudo_as(&user, &COMMAND);
-    password(&mut sudo, &user);
-    sudo.answer(CODE_PROMPT, &old.next_code());
-    sudo.answer(&new_device_prompt("tablet"), &new.wrong_code());
+    // mfa-enroll checks the new device's code itself: a wrong one seals
+    // nothing, and it asks nothing more.
+    let refused = me.enroll_answering(
+        &["enroll"],
+        "tablet",
+        |secret| AuthenticatorApp::new(secret).wrong_code(),
+        || panic!("asked for an existing factor after a wrong code"),
+    );
+    refused.run.assert_failure();
+    assert!(!refused.asked_proof, "{}", refused.run);
+    assert!(sb.spool_files(user.uid()).is_empty(), "{}", refused.run);
+
+    // It cannot check the existing device's code (only the module can read
+    // the record): a wrong one is sealed, and refused at the next login.
+    me.enroll_proving(&["enroll"], "tablet", || old.wrong_code());
+    let request = sb.spool_files(user.uid());
+    assert_eq!(request.len(), 1);
+    let sudo = sudo_with_code(&sb, &user, &old.next_code());
     // The user proved the existing factor: the login goes on.
-    sudo.expect(AS_ROOT);
-    sudo.assert_exit(0);
     sudo.assert_not_printed(TRY_AGAIN);
-
     expect_sudo_event(
         &sb,
         "auth_success",
         &user,
         &[("method", "totp"), ("device", "default")],
     );
+    let refusal = format!(
+        "self-service request {} refused and removed: the code of an existing device or recovery code it carries is wrong or was already used",
+        request[0].display()
+    );
     expect_sudo_event(
         &sb,
         "auth_failure",
         &user,
-        &[
-            ("method", "enrollment"),
-            ("device", "tablet"),
-            ("reason", "wrong code for the pending self-service device"),
-        ],
+        &[("method", "enrollment"), ("reason", &refusal)],
     );
     assert_eq!(device_names(&sb, &user), ["default"], "not added");
-    assert_eq!(
-        sb.spool_files(user.uid()).len(),
-        1,
-        "the request stays pending"
-    );
+    // Not pending any more: a guess is not offered again.
+    assert!(sb.spool_files(user.uid()).is_empty());
     assert_eq!(count_events(sb.syslog(), "device_enrolled", &[]), 0);
+    assert_eq!(
+        MfaEnroll::new(&sb).failures(&user),
+        1,
+        "a wrong code counts"
+    );
 
-    // It is offered again at the next login, and the right code adds it.
-    let mut sudo = sb.sudo_as(&user, &COMMAND);
-    password(&mut sudo, &user);
-    sudo.answer(CODE_PROMPT, &old.next_code());
-    sudo.answer(&new_device_prompt("tablet"), &new.next_code());
-    sudo.expect(AS_ROOT);
-    sudo.assert_exit(0);
+    // Made again with the right code, the device is added at the next login.
+    let (_, mut new) = me.enroll_proving(&["enroll"], "tablet", || old.next_code());
+    sudo_with_code(&sb, &user, &old.next_code());
     expect_sudo_event(&sb, "device_enrolled", &user, &[("device", "tablet")]);
     assert_eq!(device_names(&sb, &user), ["default", "tablet"]);
     assert!(sb.spool_files(user.uid()).is_empty());
+    assert_eq!(MfaEnroll::new(&sb).failures(&user), 0);
+    sudo_with_code(&sb, &user, &new.next_code());
 }
 
 #[test]
@@ -555,9 +612,18 @@ fn under_deny_a_self_enrolled_first_device_waits_for_approve() {
     assert!(!MfaEnroll::new(&sb).enrolled(&user));
     assert_eq!(sb.spool_files(user.uid()).len(), 1, "still waiting");
 
-    // The administrator approves.
-    let approve = MfaEnroll::new(&sb).run(&["approve", "--user", user.name()]);
+    // The administrator approves (`--yes`: without asking), after seeing
+    // the fingerprint the user was shown.
+    let approve = MfaEnroll::new(&sb).run(&["approve", "--user", user.name(), "--yes"]);
     approve.assert_success();
+    let fingerprint = enrolled.fingerprint.as_deref().expect("shown to the user");
+    assert!(
+        approve
+            .stdout
+            .contains(&format!("secret fingerprint {fingerprint}")),
+        "{approve}"
+    );
+    assert!(!approve.stdout.contains("[y/N]"), "{approve}");
     assert!(
         approve.stdout.contains(&format!(
             "Approved: device \"phone\" of {} (uid {}) is active",
@@ -606,8 +672,19 @@ fn regenerated_recovery_codes_replace_the_old_ones_at_the_next_login_with_a_code
     let sb = sudo_host(&settings("skip", ""), &[], &[&user]);
     let first = MfaEnroll::new(&sb).enroll(&user);
     let mut app = AuthenticatorApp::new(&first.secret);
+    let me = UserMfaEnroll::new(&sb, &user);
 
-    let run = UserMfaEnroll::new(&sb, &user).run(&["recovery-codes", "--regenerate"], b"");
+    // Without a code of the device (Enter), nothing is made.
+    let refused = me.regenerate("");
+    refused.assert_failure();
+    assert!(refused.stdout.contains(REGENERATE_PROMPT), "{refused}");
+    assert!(
+        recovery_codes_shown(&refused.stdout).is_empty(),
+        "{refused}"
+    );
+    assert!(sb.spool_files(user.uid()).is_empty(), "{refused}");
+
+    let run = me.regenerate(&app.next_code());
     run.assert_success();
     let fresh = recovery_codes_shown(&run.stdout);
     assert_eq!(fresh.len(), 10, "{run}");
@@ -626,7 +703,13 @@ fn regenerated_recovery_codes_replace_the_old_ones_at_the_next_login_with_a_code
         &sb,
         "recovery_codes_regenerated",
         &user,
-        &[("reason", "self-service")],
+        &[
+            ("method", "enrollment"),
+            (
+                "reason",
+                "self-service request: recovery codes replaced; proven with a code of an existing device",
+            ),
+        ],
     );
     assert!(sb.spool_files(user.uid()).is_empty());
 
@@ -680,9 +763,25 @@ fn another_users_file_under_the_victims_uid_neither_blocks_nor_replaces_the_vict
             .answer_with(|_| None),
     );
     t.assert_success().assert_prompts(&[]);
-    let not_theirs = format!("owned by uid {}, not {}", mallory.uid(), victim.uid());
-    expect_ignored(&sb, victim.uid(), &planted, &not_theirs);
-    expect_ignored(&sb, victim.uid(), &junk, &not_theirs);
+    // They are not the victim's: removed at the victim's login, in one line
+    // that names their owner and is not pinned on the victim.
+    for gone in [&planted, &junk] {
+        assert!(
+            fs::symlink_metadata(gone).is_err(),
+            "{} is removed",
+            gone.display()
+        );
+    }
+    let cleanup = expect_event(sb.syslog(), "pending_expired", &[("user", victim.name())]);
+    let reason = field(&cleanup.message, "reason").expect("a reason");
+    assert!(
+        reason.starts_with(&format!(
+            "removed 2 entries not owned by the uid in their name (owned by uid {})",
+            mallory.uid()
+        )),
+        "{reason}"
+    );
+    assert_eq!(count_events(sb.syslog(), "pending_ignored", &[]), 0);
 
     // Nor do they replace the victim's own enrollment: the login asks for
     // the victim's device, and adds only it.
@@ -700,12 +799,7 @@ fn another_users_file_under_the_victims_uid_neither_blocks_nor_replaces_the_vict
         &[("user", victim.name()), ("device", "phone")],
     );
     assert_eq!(device_names(&sb, &victim), ["phone"]);
-    // Only Mallory's files are left: not the victim's to delete.
-    assert_eq!(sb.spool_files(victim.uid()), {
-        let mut left = vec![planted.clone(), junk.clone()];
-        left.sort();
-        left
-    });
+    assert!(sb.spool_files(victim.uid()).is_empty());
     assert_eq!(count_events(sb.syslog(), "device_enrolled", &[]), 1);
 
     // And at the next login they still count for nothing.
@@ -836,25 +930,25 @@ fn stale_future_foreign_uid_and_foreign_host_enrollments_are_ignored_and_logged(
         "the user's own unusable files are removed"
     );
 
-    // The same recipe, made now for this user and this host, is taken: the
-    // files above were refused for what was wrong with each.
-    let (valid, secret) = sealed_device(&sb, &key, user.uid(), "control", unix_now());
+    // The same recipe, made now for this user and this host, with the
+    // codes an up-to-date mfa-enroll seals, is taken: the files above were
+    // refused for what was wrong with each.
+    let (valid, mut control) =
+        sealed_proven_device(&sb, &key, user.uid(), "control", &app.next_code());
     plant(&valid);
-    let mut planted_app = AuthenticatorApp::new(&secret);
     let t = sb.converse(
         Converse::new("mfa", user.name())
             .ops(&[Op::Authenticate, Op::AcctMgmt])
-            .answer_with(|p| {
-                Some(if p.msg == CODE_PROMPT {
-                    app.next_code()
-                } else {
-                    planted_app.next_code()
-                })
-            }),
+            .answer_with(|_| Some(app.next_code())),
     );
-    t.assert_success()
-        .assert_prompts(&[CODE_PROMPT, &new_device_prompt("control")]);
+    t.assert_success().assert_prompts(&[CODE_PROMPT]);
     assert_eq!(device_names(&sb, &user), ["default", "control"]);
+    let t = sb.converse(
+        Converse::new("mfa", user.name())
+            .ops(&[Op::Authenticate, Op::AcctMgmt])
+            .answer(&control.next_code()),
+    );
+    t.assert_success().assert_prompts(&[CODE_PROMPT]);
 }
 
 #[test]
@@ -905,7 +999,9 @@ fn expired_requests_of_every_user_are_removed_at_anyones_login_and_fresh_ones_ke
             .answer_with(|_| None),
     );
     t.assert_success().assert_prompts(&[]);
-    let removed = [&abandoned[0], &planted, &link];
+    // The expired request, and what can be no request at any age: a file
+    // not owned by the uid in its name, a link, a name no request has.
+    let removed = [&abandoned[0], &planted, &link, &notes];
     for gone in removed {
         assert!(
             fs::symlink_metadata(gone).is_err(),
@@ -913,20 +1009,283 @@ fn expired_requests_of_every_user_are_removed_at_anyones_login_and_fresh_ones_ke
             gone.display()
         );
     }
-    for kept in [&fresh, &notes] {
-        assert!(kept.exists(), "{} is kept", kept.display());
-    }
+    assert!(fresh.exists(), "{} is kept", fresh.display());
     assert_eq!(fs::read(&target).unwrap(), b"the user's own file");
     // One line for all of them, not pinned on the user's uid.
     let cleanup = expect_event(sb.syslog(), "pending_expired", &[("user", user.name())]);
     let reason = field(&cleanup.message, "reason").expect("a reason");
-    assert!(reason.starts_with("removed 3 expired requests"), "{reason}");
+    assert!(
+        reason.starts_with("removed 1 expired request of other users"),
+        "{reason}"
+    );
     for gone in removed {
         assert!(reason.contains(&gone.display().to_string()), "{reason}");
     }
     assert!(field(&cleanup.message, "uid").is_none(), "{cleanup}");
     assert_eq!(count_events(sb.syslog(), "pending_expired", &[]), 1);
     assert_eq!(count_events(sb.syslog(), "pending_ignored", &[]), 0);
+}
+
+/// Plants, as `planter`, `files` empty files named after `uid` (as
+/// requests of `uid` would be), `dirs` directories named likewise, and
+/// `junk` names that are no request's, one of them with terminal escapes;
+/// then touches the files again, as someone keeping them fresh would.
+fn flood_spool(sb: &Sandbox, planter: &TestUser, uid: u32, files: usize, dirs: usize, junk: usize) {
+    let script = r#"set -e
+cd "$1"
+seq 1 "$3" | sed "s/^/$2./" | xargs -r touch
+seq 1 "$4" | sed "s/^/$2.d/" | xargs -r mkdir
+seq 2 "$5" | sed "s/^/junk-/" | xargs -r touch
+: > "$(printf 'evil-\033]0;owned\007')"
+seq 1 "$3" | sed "s/^/$2./" | xargs -r touch
+"#;
+    let spool = sb.spool_dir();
+    let (uid, files, dirs, junk) = (
+        uid.to_string(),
+        files.to_string(),
+        dirs.to_string(),
+        junk.to_string(),
+    );
+    let args = [
+        "-c",
+        script,
+        "sh",
+        spool.to_str().expect("sandbox paths are UTF-8"),
+        &uid,
+        &files,
+        &dirs,
+        &junk,
+    ];
+    sb.run_as(planter, "sh", &args, b"").assert_success();
+}
+
+/// Every entry in the spool.
+fn spool_entries(sb: &Sandbox) -> Vec<PathBuf> {
+    fs::read_dir(sb.spool_dir())
+        .expect("the spool lists")
+        .map(|e| e.expect("a spool entry").path())
+        .collect()
+}
+
+/// `user`'s login through the `mfa` service answering `code`; returns how
+/// long it took (the whole pam-converse run, as a user waits for it) and
+/// the audit lines it sent.
+fn timed_login(sb: &Sandbox, user: &TestUser, code: &str) -> (Duration, Vec<LogLine>) {
+    let start = std::time::Instant::now();
+    let t = sb.converse(
+        Converse::new("mfa", user.name())
+            .ops(&[Op::Authenticate, Op::AcctMgmt])
+            .answer(code),
+    );
+    let took = start.elapsed();
+    t.assert_success().assert_prompts(&[CODE_PROMPT]);
+    // The success line comes after any spool line of the same login.
+    t.wait_for_log(
+        |l| {
+            matches(
+                l,
+                "pam_mfa",
+                &[("event", "auth_success"), ("user", user.name())],
+            )
+        },
+        AUDIT_WAIT,
+    )
+    .unwrap_or_else(|e| panic!("no auth_success for {}:\n{e:?}\n{t}", user.name()));
+    let lines = t
+        .logs()
+        .into_iter()
+        .filter(|l| l.tag == "pam_mfa")
+        .collect();
+    (took, lines)
+}
+
+/// The reason of the one `pending_expired` line among `lines`; checks
+/// that there is exactly one, that it is not pinned on a uid, and that no
+/// entry was reported on a line of its own.
+fn cleanup_line(lines: &[LogLine]) -> String {
+    let event = |l: &&LogLine| field(&l.message, "event");
+    let cleanups: Vec<&LogLine> = lines
+        .iter()
+        .filter(|l| event(l).as_deref() == Some("pending_expired"))
+        .collect();
+    assert_eq!(cleanups.len(), 1, "one cleanup line: {lines:#?}");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| event(&l).as_deref() == Some("pending_ignored")),
+        "{lines:#?}"
+    );
+    let line = cleanups[0];
+    assert!(field(&line.message, "uid").is_none(), "{line}");
+    // Names are shown escaped, never as terminal control sequences.
+    assert!(
+        !line.message.contains('\x1b') && !line.message.contains('\x07'),
+        "{line}"
+    );
+    field(&line.message, "reason").expect("a reason")
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort_unstable();
+    samples[samples.len() / 2]
+}
+
+/// What one login's scan does with what was planted, by the order and the
+/// limits `spool`'s documentation gives: first the files named after the
+/// user's uid, then the directories named likewise, then the junk names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Flood {
+    files: usize,
+    dirs: usize,
+    junk: usize,
+}
+
+impl Flood {
+    fn total(self) -> usize {
+        self.files + self.dirs + self.junk
+    }
+
+    /// What one scan removes of it, and what it leaves.
+    fn scan(self) -> (Flood, Flood) {
+        let mut budget = spool::MAX_EXAMINED;
+        let files = self.files.min(budget);
+        budget -= files;
+        let dirs = self.dirs.min(budget).min(spool::MAX_DIRECTORIES_REMOVED);
+        budget -= dirs;
+        let junk = self.junk.min(budget);
+        let removed = Flood { files, dirs, junk };
+        let left = Flood {
+            files: self.files - files,
+            dirs: self.dirs - dirs,
+            junk: self.junk - junk,
+        };
+        (removed, left)
+    }
+
+    /// The cleanup line of the scan that removed `self` and left `left`,
+    /// all of it planted by `owner`.
+    fn check_line(self, left: Flood, owner: u32, reason: &str) {
+        let parts = [
+            (self.files, "entries not owned by the uid in their name"),
+            (self.dirs, "empty directories"),
+            (
+                self.junk,
+                "entries whose name is not a request's (<uid>.<suffix>)",
+            ),
+        ];
+        let mut want = Vec::new();
+        for (n, what) in parts {
+            if n > 0 {
+                want.push(format!("removed {n} {what} (owned by uid {owner}): "));
+            }
+        }
+        let mut at = 0;
+        for part in &want {
+            let found = reason[at..].find(part.as_str());
+            assert!(found.is_some(), "{part:?} in order in {reason}");
+            at += found.unwrap_or(0) + part.len();
+        }
+        let ending = if left.total() == 0 {
+            format!("; examined {} entries", self.total())
+        } else {
+            format!(
+                "; examined {} entries; {} left for the next scan (one examines at most {} entries and removes at most {} directories)",
+                self.total(),
+                left.total(),
+                spool::MAX_EXAMINED,
+                spool::MAX_DIRECTORIES_REMOVED
+            )
+        };
+        assert!(reason.ends_with(&ending), "{ending:?} ends {reason}");
+        for other in ["expired", "non-empty", "could not", "more unusable"] {
+            assert!(!reason.contains(other), "{other:?} in {reason}");
+        }
+    }
+}
+
+#[test]
+fn thousands_of_entries_planted_against_a_user_are_gone_after_the_users_logins() {
+    const PLANTED: Flood = Flood {
+        files: 1500,
+        dirs: 3 * spool::MAX_DIRECTORIES_REMOVED,
+        junk: 1000,
+    };
+    // Each round a user of their own, whose app gives two codes without
+    // waiting for the clock: one before the flood and one after it (the
+    // timed logins); the cleanup logins after that use recovery codes.
+    const ROUNDS: usize = 3;
+    let sb = host(&settings("skip", ""));
+    mfa_service(&sb);
+    let mallory = TestUser::create("sseflood");
+    // All alive till the end: a uid freed would come back with the
+    // previous round's record.
+    let victims: Vec<TestUser> = (0..ROUNDS)
+        .map(|round| TestUser::create(&format!("ssetarget{round}")))
+        .collect();
+    let mut empty = Vec::new();
+    let mut flooded = Vec::new();
+    let mut logins = 0;
+    for victim in &victims {
+        let enrolled = MfaEnroll::new(&sb).enroll(victim);
+        let mut app = AuthenticatorApp::new(&enrolled.secret);
+        let mut recovery = enrolled.recovery_codes.iter();
+
+        let (took, lines) = timed_login(&sb, victim, &app.next_code());
+        assert!(
+            !lines
+                .iter()
+                .any(|l| field(&l.message, "event").as_deref() == Some("pending_expired")),
+            "{lines:#?}"
+        );
+        empty.push(took);
+
+        flood_spool(
+            &sb,
+            &mallory,
+            victim.uid(),
+            PLANTED.files,
+            PLANTED.dirs,
+            PLANTED.junk,
+        );
+        assert_eq!(spool_entries(&sb).len(), PLANTED.total());
+
+        // The victim's logins, until nothing is left. Each examines the
+        // most one scan examines, what is named after the victim first, and
+        // says so in one line.
+        let mut left = PLANTED;
+        logins = 0;
+        while left.total() > 0 {
+            let (removed, after) = left.scan();
+            let (took, lines) = if logins == 0 {
+                timed_login(&sb, victim, &app.next_code())
+            } else {
+                let code = recovery.next().expect("a recovery code left");
+                timed_login(&sb, victim, code)
+            };
+            if logins == 0 {
+                flooded.push(took);
+            }
+            logins += 1;
+            removed.check_line(after, mallory.uid(), &cleanup_line(&lines));
+            assert_eq!(
+                sb.spool_files(victim.uid()).len(),
+                after.files + after.dirs,
+                "after login {logins}"
+            );
+            assert_eq!(spool_entries(&sb).len(), after.total());
+            left = after;
+        }
+        let left = spool_entries(&sb);
+        assert!(left.is_empty(), "{} entries left: {left:?}", left.len());
+    }
+    let (empty_ms, flooded_ms) = (median(&mut empty), median(&mut flooded));
+    println!(
+        "login latency through pam-converse, median of {ROUNDS}: empty spool {empty_ms:?}; \
+         {} entries planted, the first of the {logins} logins that remove them {flooded_ms:?} \
+         ({:.2}x); empty {empty:?}, planted {flooded:?}",
+        PLANTED.total(),
+        flooded_ms.as_secs_f64() / empty_ms.as_secs_f64()
+    );
 }
 
 #[test]
