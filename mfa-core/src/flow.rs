@@ -1020,17 +1020,24 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         };
         let mut say = |text: &str| p.info(text).map_err(|_| Outcome::ConversationFailed);
         say("This account needs a second factor. Scan the QR code below with an authenticator app (or type the secret), then enter the code it shows.")?;
-        // A QR code that cannot be drawn is no reason to stop: the secret follows.
-        for chunk in qr::chunk_lines(
-            &qr::render(&new.uri, cfg.enrollment.qr).unwrap_or_default(),
-            MAX_MESSAGE,
-        ) {
-            say(&chunk)?;
+        // A QR code that cannot be drawn is no reason to stop: the secret
+        // follows. The drawing encodes the secret: every copy is wiped.
+        let drawn = Zeroizing::new(qr::render(&new.uri, cfg.enrollment.qr).unwrap_or_default());
+        for chunk in Zeroizing::new(qr::chunk_lines(&drawn, MAX_MESSAGE)).iter() {
+            say(chunk)?;
         }
-        say(&format!("Secret: {}", new.secret_grouped.as_str()))?;
-        say(&format!("URI: {}", new.uri.as_str()))?;
+        say(&labelled("Secret: ", &new.secret_grouped))?;
+        say(&labelled("URI: ", &new.uri))?;
         Ok(())
     }
+}
+
+/// `label` followed by a secret, in a buffer sized once and wiped on drop.
+fn labelled(label: &str, secret: &str) -> Zeroizing<String> {
+    let mut text = Zeroizing::new(String::with_capacity(label.len() + secret.len()));
+    text.push_str(label);
+    text.push_str(secret);
+    text
 }
 
 /// What the user is told about a change of their factors.
@@ -1189,9 +1196,11 @@ pub fn complete_enrollment<P: Prompter, C: Clock>(
         let _ = spool::remove(found);
     }
     if let (Some(p), false) = (prompter, codes.is_empty()) {
-        let mut text = String::from(
-            "Your device is set up. These recovery codes each work once if you lose it; store them somewhere safe now, they will not be shown again:",
-        );
+        const HEAD: &str = "Your device is set up. These recovery codes each work once if you lose it; store them somewhere safe now, they will not be shown again:";
+        // Sized up front: a buffer that grows leaves copies of the codes behind.
+        let size = HEAD.len() + codes.iter().map(|c| c.display().len() + 1).sum::<usize>();
+        let mut text = Zeroizing::new(String::with_capacity(size));
+        text.push_str(HEAD);
         for c in &codes {
             text.push('\n');
             text.push_str(c.display());

@@ -291,10 +291,11 @@ fn enroll(
     let mut provision = admin::provision(&config, &request, SystemClock.now())?;
 
     if !args.json {
-        let qr_lines = match qr::render(provision.uri(), config.enrollment.qr) {
+        // The drawing encodes the secret: wiped when dropped.
+        let qr_lines = Zeroizing::new(match qr::render(provision.uri(), config.enrollment.qr) {
             Ok(lines) => lines,
             Err(e) => vec![e.to_string()],
-        };
+        });
         write_out(
             out,
             &render::enroll_instructions(&who, &provision, &qr_lines),

@@ -117,8 +117,9 @@ fn ask_proof(out: &mut impl Write, first_allowed: bool) -> Result<Option<Proof>,
 
 /// A typed answer as text, trimmed, in a buffer wiped when dropped.
 fn typed_code(raw: &[u8]) -> Secret {
-    let text = String::from_utf8_lossy(raw);
-    let trimmed = text.trim();
+    // Not UTF-8 is no code; a marker that matches none keeps the lossy
+    // (unwiped) copy of what was typed from being made.
+    let trimmed = std::str::from_utf8(raw).map_or("\u{fffd}", str::trim);
     let mut out = Zeroizing::new(String::with_capacity(trimmed.len()));
     out.push_str(trimmed);
     out
@@ -167,10 +168,13 @@ pub fn enroll(
         replace: false,
     };
     let mut provision = admin::provision(&config, &request, SystemClock.now())?;
-    let qr_lines = match qr::render(provision.uri(), qr_style.unwrap_or(config.enrollment.qr)) {
-        Ok(lines) => lines,
-        Err(e) => vec![e.to_string()],
-    };
+    // The drawing encodes the secret: wiped when dropped.
+    let qr_lines = Zeroizing::new(
+        match qr::render(provision.uri(), qr_style.unwrap_or(config.enrollment.qr)) {
+            Ok(lines) => lines,
+            Err(e) => vec![e.to_string()],
+        },
+    );
     let who = crate::commands::Who {
         uid,
         name: Some(user.clone()),
@@ -200,7 +204,7 @@ pub fn enroll(
         )?;
     }
 
-    let mut text = Zeroizing::new(String::new());
+    let mut text = Zeroizing::new(String::with_capacity(4096));
     text.push_str(
         "The app works. These recovery codes each work once if you lose the device.\n\
          Store them somewhere safe now; they will not be shown again:\n\n",

@@ -372,11 +372,19 @@ pub fn recovery_codes(
 }
 
 fn recovery_json(who: &Who, codes: &[RecoveryCode]) -> Zeroizing<Vec<u8>> {
-    let value = json!({
-        "user": who.name,
-        "uid": who.uid,
-        "recovery_codes": codes.iter().map(RecoveryCode::display).collect::<Vec<_>>(),
-    });
+    // Borrowed, not copied into json! values: the codes live only in
+    // `codes` and in `buf`, both wiped.
+    #[derive(serde::Serialize)]
+    struct Output<'a> {
+        user: Option<&'a str>,
+        uid: u32,
+        recovery_codes: Vec<&'a str>,
+    }
+    let value = Output {
+        user: who.name.as_deref(),
+        uid: who.uid,
+        recovery_codes: codes.iter().map(RecoveryCode::display).collect(),
+    };
     let mut buf = Zeroizing::new(Vec::with_capacity(4096));
     render::write_json(&mut buf, &value);
     buf.push(b'\n');

@@ -1,6 +1,6 @@
 //! PAM's conversation, adapted to the flow's [`Prompter`].
 
-use std::ffi::{c_char, CString};
+use std::ffi::c_char;
 use std::ptr;
 
 use mfa_core::flow::{ConversationFailed, Prompter, MAX_MESSAGE};
@@ -27,11 +27,18 @@ impl<'h> PamPrompter<'h> {
         style: i32,
         text: &str,
     ) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationFailed> {
-        let text = CString::new(text).map_err(|_| ConversationFailed)?;
+        if text.as_bytes().contains(&0) {
+            return Err(ConversationFailed);
+        }
+        // The text may be a secret (the QR code, the URI, recovery codes): a
+        // NUL-terminated copy sized once and wiped when dropped.
+        let mut c_text = Zeroizing::new(Vec::with_capacity(text.len() + 1));
+        c_text.extend_from_slice(text.as_bytes());
+        c_text.push(0);
         let conv = self.conv.conv.ok_or(ConversationFailed)?;
         let msg = PamMessage {
             msg_style: style,
-            msg: text.as_ptr(),
+            msg: c_text.as_ptr().cast::<c_char>(),
         };
         let mut msgs: *const PamMessage = &msg;
         let mut resp: *mut PamResponse = ptr::null_mut();
@@ -53,9 +60,10 @@ impl<'h> PamPrompter<'h> {
         if text.len() <= MAX_MESSAGE {
             return self.send(style, text).map(drop);
         }
-        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        for chunk in chunk_lines(&lines, MAX_MESSAGE) {
-            self.send(style, &chunk)?;
+        let lines: Zeroizing<Vec<String>> =
+            Zeroizing::new(text.lines().map(str::to_owned).collect());
+        for chunk in Zeroizing::new(chunk_lines(&lines, MAX_MESSAGE)).iter() {
+            self.send(style, chunk)?;
         }
         Ok(())
     }
