@@ -302,10 +302,12 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, path: String, owner: Option<u32>) {
+    /// Counts one more; `path` makes its shown path, only while a few
+    /// are shown (a flood of thousands formats three).
+    fn add(&mut self, path: impl FnOnce() -> String, owner: Option<u32>) {
         self.count += 1;
         if self.paths.len() < SUMMARY_NAMES {
-            self.paths.push(path);
+            self.paths.push(path());
         }
         if let Some(owner) = owner {
             if !self.owners.contains(&owner) {
@@ -811,7 +813,7 @@ impl Scan<'_> {
 
     /// Removes an entry that is not the user's own business, and tallies it.
     fn remove(&mut self, name: &CStr, named: Option<u32>, st: &FileStat, why: Unusable) {
-        let path = self.path(name);
+        let path = || format!("{}/{}", self.spool.display(), escape_name(name.to_bytes()));
         let cleanup = &mut self.search.expired;
         match unlink_entry(self.fd, name, Kind::of(st)) {
             Removal::Removed => {
