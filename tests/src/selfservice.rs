@@ -56,6 +56,36 @@ impl Sandbox {
         process::run(cmd, stdin)
     }
 
+    /// Writes `bytes` to `path` as `user` (who then owns it), mode 0600:
+    /// what anyone with a shell as `user` can put into the spool.
+    pub fn write_as(&self, user: &TestUser, path: &Path, bytes: &[u8]) {
+        let path = path.to_str().expect("sandbox paths are UTF-8");
+        self.run_as(
+            user,
+            "sh",
+            &["-c", "umask 077 && cat > \"$1\"", "sh", path],
+            bytes,
+        )
+        .assert_success();
+    }
+
+    /// `cp FROM TO` as `user`: a copy `user` owns.
+    pub fn copy_as(&self, user: &TestUser, from: &Path, to: &Path) {
+        let [from, to] = [from, to].map(|p| p.to_str().expect("sandbox paths are UTF-8"));
+        self.run_as(user, "cp", &[from, to], b"").assert_success();
+    }
+
+    /// A spool path `<uid>.<16 random hex digits>`, as `mfa-enroll` names
+    /// its requests; nothing is created.
+    pub fn new_spool_path(&self, uid: u32) -> PathBuf {
+        let mut bytes = [0u8; 8];
+        fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .expect("/dev/urandom is readable");
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        self.spool_dir().join(format!("{uid}.{hex}"))
+    }
+
     /// The files in the spool named `<uid>.*`, sorted.
     pub fn spool_files(&self, uid: u32) -> Vec<PathBuf> {
         let prefix = format!("{uid}.");
