@@ -4,6 +4,7 @@
 //! printed; and the spool it leaves its sealed request in.
 
 use std::ffi::OsStr;
+use std::fmt::Write as _;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -82,8 +83,11 @@ impl Sandbox {
         fs::File::open("/dev/urandom")
             .and_then(|mut f| f.read_exact(&mut bytes))
             .expect("/dev/urandom is readable");
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        self.spool_dir().join(format!("{uid}.{hex}"))
+        let mut name = format!("{uid}.");
+        for b in bytes {
+            let _ = write!(name, "{b:02x}");
+        }
+        self.spool_dir().join(name)
     }
 
     /// The files in the spool named `<uid>.*`, sorted.
