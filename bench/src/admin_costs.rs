@@ -41,6 +41,20 @@ pub struct SpoolScan {
     pub find: Summary,
 }
 
+/// What a login costs while another user's entries are planted under the
+/// user's uid: the first of the logins that remove them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpoolFlood {
+    /// What was planted: "files" or "directories".
+    pub kind: String,
+    /// How many.
+    pub planted: usize,
+    /// `spool::find` at the first login after the flood.
+    pub first: Summary,
+    /// How many logins it took to remove them all.
+    pub logins: usize,
+}
+
 fn elapsed_ns(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
@@ -161,11 +175,14 @@ pub fn spool_scan(
     let mut rows = Vec::new();
     let mut made = 0usize;
     for &count in waiting {
-        // Names as `mfa-enroll` makes them; the search skips other uids by
-        // name without opening their files.
+        // Names as `mfa-enroll` makes them, each file its uid's (a file of
+        // another owner would be removed as planted); the search skips
+        // other uids' requests by name, examining a share of them.
         while made < count {
-            let name = format!("{}.{:016x}", 300_000 + made, made);
-            fs::write(spool.join(name), b"sealed").map_err(|e| e.to_string())?;
+            let uid = u32::try_from(300_000 + made).map_err(|e| e.to_string())?;
+            let path = spool.join(format!("{uid}.{made:016x}"));
+            fs::write(&path, b"sealed").map_err(|e| e.to_string())?;
+            chown(&path, Some(Uid::from_raw(uid)), None).map_err(|e| e.to_string())?;
             made += 1;
         }
         let mut samples = Vec::with_capacity(reps);
@@ -184,6 +201,60 @@ pub fn spool_scan(
         });
     }
     fs::remove_dir_all(&spool).map_err(|e| e.to_string())?;
+    Ok(rows)
+}
+
+/// A login of uid 1 after uid 2 planted `count` files (or directories)
+/// named after uid 1 in an empty spool: `spool::find` at the first login,
+/// which removes as many as one login may, `reps` times; and how many
+/// logins remove them all.
+///
+/// # Errors
+/// Any I/O failure, or a flood that a scan does not remove.
+pub fn spool_flood(
+    layout: &Layout,
+    floods: &[(&str, usize)],
+    reps: usize,
+) -> Result<Vec<SpoolFlood>, String> {
+    let keys = load_keys(layout)?;
+    let mut rows = Vec::new();
+    for (i, &(kind, count)) in floods.iter().enumerate() {
+        let mut samples = Vec::with_capacity(reps);
+        let mut logins = 0;
+        for rep in 0..reps {
+            // A fresh directory each time: an ext4 directory never shrinks.
+            let spool = layout.path(&format!("mfa/spool-flood-{i}-{rep}"));
+            population::make_spool_at(&spool)?;
+            for n in 0..count {
+                let path = spool.join(format!("1.{n:016x}"));
+                if kind == "directories" {
+                    fs::create_dir(&path).map_err(|e| e.to_string())?;
+                } else {
+                    fs::write(&path, b"").map_err(|e| e.to_string())?;
+                }
+                chown(&path, Some(Uid::from_raw(2)), None).map_err(|e| e.to_string())?;
+            }
+            let find = || spool::find(&spool, 1, &keys, FileTrust::ROOT, 86_400, codes::unix_now());
+            let start = Instant::now();
+            let mut search = find().map_err(|e| e.to_string())?;
+            samples.push(elapsed_ns(start));
+            logins = 1;
+            while search.expired.deferred > 0 {
+                if logins > count {
+                    return Err(format!("{count} planted {kind} are not going away"));
+                }
+                search = find().map_err(|e| e.to_string())?;
+                logins += 1;
+            }
+            fs::remove_dir(&spool).map_err(|e| format!("{}: {e}", spool.display()))?;
+        }
+        rows.push(SpoolFlood {
+            kind: kind.to_owned(),
+            planted: count,
+            first: Summary::of_ns(&samples),
+            logins,
+        });
+    }
     Ok(rows)
 }
 
@@ -223,4 +294,47 @@ pub fn slot_size(layout: &Layout) -> Result<usize, String> {
         .map_err(|e| format!("{}: {e}", path.display()))?
         .len();
     usize::try_from(len / 2).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A layout with only what `spool_flood` reads: the master key.
+    fn layout() -> Layout {
+        let root = std::env::temp_dir().join(format!("pam-mfa-bench-flood-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        for dir in ["", "mfa", "mfa/keys"] {
+            let path = root.join(dir);
+            fs::create_dir_all(&path).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let layout = Layout { root };
+        MasterKey::generate(codes::unix_now())
+            .unwrap()
+            .create(&layout.key_file())
+            .unwrap();
+        layout
+    }
+
+    #[test]
+    fn a_flood_is_measured_and_removed_by_as_many_logins_as_the_limits_need() {
+        let layout = layout();
+        let over = spool::MAX_EXAMINED + 10;
+        let dirs = 2 * spool::MAX_DIRECTORIES_REMOVED + 1;
+        let rows = spool_flood(&layout, &[("files", over), ("directories", dirs)], 2).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].planted, rows[0].logins), (over, 2));
+        assert_eq!((rows[1].kind.as_str(), rows[1].logins), ("directories", 3));
+        assert!(rows.iter().all(|r| r.first.count == 2), "{rows:?}");
+        // Each flood's spool is gone again.
+        let left: Vec<_> = fs::read_dir(layout.path("mfa"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().starts_with("spool-flood"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        fs::remove_dir_all(&layout.root).unwrap();
+    }
 }

@@ -339,6 +339,18 @@ fn admin_section(r: &Results, s: &mut String) {
         }
         s.push('\n');
     }
+    if !r.spool_flood.is_empty() {
+        s.push_str("Another user's entries planted under the user's uid: the first login after, which removes as many as one login may (µs, median / p99), and how many logins remove them all:\n\n");
+        s.push_str(&header(&["planted", "spool::find, first login", "logins"]));
+        for row_ in &r.spool_flood {
+            s.push_str(&row(&[
+                format!("{} {}", row_.planted, row_.kind),
+                med_p99(&row_.first),
+                row_.logins.to_string(),
+            ]));
+        }
+        s.push('\n');
+    }
 }
 
 fn nscd_section(r: &Results, s: &mut String) {
@@ -810,6 +822,7 @@ mod tests {
             module_path: String::new(),
             provision: Summary::default(),
             spool_scan: Vec::new(),
+            spool_flood: Vec::new(),
             module_load: vec![
                 load(Module::PamMfa, &[], 180_000),
                 load(Module::PamMfa, &["libgcc_s.so.1"], 70_000),

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::admin_costs::{SelfEnrollment, SpoolScan};
+use crate::admin_costs::{SelfEnrollment, SpoolFlood, SpoolScan};
 use crate::breakdown::Step;
 use crate::floor::Floor;
 use crate::job::{NssReport, PamReport};
@@ -367,6 +367,10 @@ pub struct Results {
     pub provision: Summary,
     /// One login's spool search while other users' requests wait.
     pub spool_scan: Vec<SpoolScan>,
+    /// The first login after another user planted entries under the
+    /// user's uid.
+    #[serde(default)]
+    pub spool_flood: Vec<SpoolFlood>,
     /// Loading each module in a C program.
     #[serde(default)]
     pub module_load: Vec<ModuleLoad>,

@@ -362,6 +362,7 @@ pub fn run(opts: &Options) -> Result<(), String> {
         module_path: module.display().to_string(),
         provision: admin_costs::provision(&layout, 3)?,
         spool_scan: Vec::new(),
+        spool_flood: Vec::new(),
         module_load: Vec::new(),
         nscd_skipped: nscd.as_ref().err().cloned(),
         sizes: Vec::new(),
@@ -395,6 +396,12 @@ pub fn run(opts: &Options) -> Result<(), String> {
     }
     eprintln!("pam-mfa-bench: spool search with waiting requests");
     results.spool_scan = admin_costs::spool_scan(&layout, &[0, 100, 1_000, 10_000], 50)?;
+    eprintln!("pam-mfa-bench: spool search after a flood under the user's uid");
+    results.spool_flood = admin_costs::spool_flood(
+        &layout,
+        &[("files", 512), ("files", 2_500), ("directories", 100)],
+        10,
+    )?;
     results.elapsed_s = begin.elapsed().as_secs_f64();
     report::save(&opts.out, &results)?;
     report::render(&opts.out, &results)?;

@@ -70,7 +70,7 @@
 //! directories) at a time, before anything else; while more than
 //! [`MAX_EXAMINED`] files of someone else sit under the user's uid, the
 //! user's own request is among those examined at a login with a matching
-//! chance (512 of 3000: about one in six), and certainly once they are
+//! chance (256 of 3000: about one in twelve), and certainly once they are
 //! gone. The summary line names their owner at every such login, and
 //! `mfa-enroll approve` ([`requests_of`]) examines every entry under the
 //! user's uid, without these limits, so a flood can delay a request but
@@ -120,7 +120,7 @@ const FUTURE_SLACK: u64 = 300;
 
 /// The most spool entries one scan examines: one `fstatat` each and at
 /// most one `unlinkat` (see the module documentation).
-pub const MAX_EXAMINED: usize = 512;
+pub const MAX_EXAMINED: usize = 256;
 
 /// The most directories one scan removes. Removing a directory costs far
 /// more than removing a file (the directory's own block and inode are

@@ -1206,9 +1206,9 @@ impl Flood {
 #[test]
 fn thousands_of_entries_planted_against_a_user_are_gone_after_the_users_logins() {
     const PLANTED: Flood = Flood {
-        files: 1500,
+        files: 1200,
         dirs: 3 * spool::MAX_DIRECTORIES_REMOVED,
-        junk: 1000,
+        junk: 800,
     };
     // Each round a user of their own, whose app gives two codes without
     // waiting for the clock: one before the flood and one after it (the
