@@ -57,10 +57,11 @@ pub enum EventKind {
     UserReset,
     /// A user's failure counter was cleared.
     UserUnlocked,
-    /// A pending self-service enrollment was ignored.
+    /// One of the user's own spool entries was passed over (and removed).
     PendingIgnored,
-    /// Expired self-service enrollments of other users were removed from
-    /// the spool (one event per scan, however many).
+    /// A spool scan removed (or left) entries that were not the user's own
+    /// requests: expired requests, entries not owned by the uid in their
+    /// name, directories, junk names (one event per scan, however many).
     PendingExpired,
     /// One slot of a record was unusable and the other was used.
     RecordSlotDiscarded,
