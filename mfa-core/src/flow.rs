@@ -25,7 +25,7 @@ use crate::pending;
 use crate::pending::{Applied, Refusal};
 use crate::policy::{self, Effective};
 use crate::qr;
-use crate::record::{Device, FactorChange, LastSuccess, Notice, Record};
+use crate::record::{Device, FactorChange, LastSuccess, Notable, Notice, Record};
 use crate::recovery::RecoveryHashes;
 use crate::spool;
 use crate::store::{Store, StoreError, UserState};
@@ -331,8 +331,9 @@ struct Flow<'a, P: Prompter, D: Directory, C: Clock> {
     clock: &'a C,
     events: Vec<Event>,
     pending: Option<spool::Found>,
-    /// Warnings for the user that wait until the login has succeeded.
-    deferred: Vec<String>,
+    /// Why a self-service request was refused before the lock (this host's
+    /// settings): the user is told at their next login that may print.
+    refused_early: Option<String>,
 }
 
 /// The longest user name looked up; anything else is treated as unknown.
@@ -530,9 +531,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
                                 found.path.display()
                             ));
                         self.events.push(e);
-                        self.deferred.push(format!(
-                            "Your request to change your second factor was refused: {refusal}."
-                        ));
+                        self.refused_early = Some(refusal.to_string());
                         None
                     }
                 }
@@ -693,12 +692,19 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         let request = self.pending.take().map(|found| {
             let result =
                 pending::activate(&mut record, &before, &found.pending, cfg.totp.window, now);
-            if matches!(&result, Err(r) if r.is_guess()) {
-                // A wrong code in a request is a guess like a wrong code at the prompt.
-                throttle::record_failure(&mut record, now);
+            if let Err(refusal) = &result {
+                if refusal.is_guess() {
+                    // A wrong code in a request is a guess like a wrong code at the prompt.
+                    throttle::record_failure(&mut record, now);
+                }
+                record.announce_refusal(now, &refusal.to_string());
             }
             (found, result)
         });
+        // A request refused before the lock (this host's settings) is told too.
+        if let Some(why) = self.refused_early.take() {
+            record.announce_refusal(now, &why);
+        }
         // Changes the user has not heard of are told now if this login may
         // print; they are cleared in the same commit.
         let notices = if self.may_print() {
@@ -717,9 +723,6 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         }
         for n in &notices {
             self.tell(&announcement(n));
-        }
-        for text in std::mem::take(&mut self.deferred) {
-            self.warn(&text);
         }
         Report {
             outcome: Outcome::Success,
@@ -805,10 +808,9 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
                         "self-service request {} refused and removed: {refusal}",
                         found.path.display()
                     ));
+                // The user hears of it from the notice kept in the record, at
+                // this login if it may print, else at the next that may.
                 self.events.push(e);
-                self.warn(&format!(
-                    "A request to change your second factor was refused: {refusal}. If you did not make it, tell an administrator."
-                ));
             }
         }
     }
@@ -1042,14 +1044,18 @@ fn labelled(label: &str, secret: &str) -> Zeroizing<String> {
 
 /// What the user is told about a change of their factors.
 fn announcement(n: &Notice) -> String {
-    let what = match &n.change {
-        FactorChange::DeviceAdded(name) => format!(
+    let what = match &n.what {
+        Notable::Change(FactorChange::DeviceAdded(name)) => format!(
             "the device \"{}\" was added to your second factor",
             crate::text::escape(name)
         ),
-        FactorChange::RecoveryCodesReplaced => {
+        Notable::Change(FactorChange::RecoveryCodesReplaced) => {
             "your recovery codes were replaced by a new set; the old ones no longer work".to_owned()
         }
+        Notable::RefusedRequest(why) => format!(
+            "a request to change your second factor was refused: {}",
+            crate::text::escape(why)
+        ),
     };
     format!(
         "On {}, {what}. If that was not you, tell an administrator now.",
@@ -1104,7 +1110,7 @@ pub fn authenticate<P: Prompter, D: Directory, C: Clock>(
         clock,
         events: Vec::new(),
         pending: None,
-        deferred: Vec::new(),
+        refused_early: None,
     }
     .authenticate()
 }

@@ -7,7 +7,7 @@
 //! Format 1 (release 0.1) is still read; everything is written as format 2,
 //! which adds the way a recovery set is written, the terminal of the last
 //! success, the ids of the self-service requests applied, and the factor
-//! changes not yet announced to the user.
+//! changes (and refused requests) not yet told to the user.
 
 use std::fmt;
 
@@ -37,6 +37,8 @@ pub const MAX_TTY: usize = 64;
 pub const MAX_APPLIED: usize = 16;
 /// How many unannounced factor changes a record keeps (the oldest go first).
 pub const MAX_NOTICES: usize = 8;
+/// Longest stored reason of a refused request.
+pub const MAX_REASON: usize = 200;
 
 /// The record formats this build reads.
 pub const READ_VERSIONS: [u16; 2] = [1, 2];
@@ -117,13 +119,24 @@ pub enum FactorChange {
     RecoveryCodesReplaced,
 }
 
-/// A factor change and when it happened.
+/// What a notice tells the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notable {
+    /// Their factors changed.
+    Change(FactorChange),
+    /// A request to change them was refused (someone may have tried), and
+    /// why.
+    RefusedRequest(String),
+}
+
+/// Something to tell the user at their next login that may print, and when
+/// it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
-    /// When the change was committed (Unix seconds).
+    /// When it happened (Unix seconds).
     pub time: u64,
-    /// What changed.
-    pub change: FactorChange,
+    /// What happened.
+    pub what: Notable,
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -219,10 +232,21 @@ impl Record {
     /// Keeps `change` to tell the user about at their next login that may
     /// print (the oldest notice goes when the list is full).
     pub fn announce(&mut self, time: u64, change: FactorChange) {
+        self.notify(time, Notable::Change(change));
+    }
+
+    /// Keeps word of a refused request, and `why`, for the user's next login
+    /// that may print: sudo prints nothing (`PAM_SILENT`), so the login that
+    /// refused it may not have been able to say so.
+    pub fn announce_refusal(&mut self, time: u64, why: &str) {
+        self.notify(time, Notable::RefusedRequest(truncate(why, MAX_REASON)));
+    }
+
+    fn notify(&mut self, time: u64, what: Notable) {
         if self.notices.len() >= MAX_NOTICES {
             self.notices.remove(0);
         }
-        self.notices.push(Notice { time, change });
+        self.notices.push(Notice { time, what });
     }
 
     /// Finds a device by name.
@@ -268,9 +292,12 @@ impl Record {
             return Err(RecordTooLarge("applied requests"));
         }
         if self.notices.len() > MAX_NOTICES
-            || self.notices.iter().any(|n| match &n.change {
-                FactorChange::DeviceAdded(name) => name.is_empty() || name.len() > MAX_DEVICE_NAME,
-                FactorChange::RecoveryCodesReplaced => false,
+            || self.notices.iter().any(|n| match &n.what {
+                Notable::Change(FactorChange::DeviceAdded(name)) => {
+                    name.is_empty() || name.len() > MAX_DEVICE_NAME
+                }
+                Notable::RefusedRequest(why) => why.len() > MAX_REASON,
+                Notable::Change(FactorChange::RecoveryCodesReplaced) => false,
             })
         {
             return Err(RecordTooLarge("notices"));
@@ -320,12 +347,16 @@ impl Record {
         w.u8(u8::try_from(self.notices.len()).unwrap_or(u8::MAX));
         for n in &self.notices {
             w.u64(n.time);
-            match &n.change {
-                FactorChange::DeviceAdded(name) => {
+            match &n.what {
+                Notable::Change(FactorChange::DeviceAdded(name)) => {
                     w.u8(NOTICE_DEVICE);
                     w.str(name);
                 }
-                FactorChange::RecoveryCodesReplaced => w.u8(NOTICE_RECOVERY),
+                Notable::Change(FactorChange::RecoveryCodesReplaced) => w.u8(NOTICE_RECOVERY),
+                Notable::RefusedRequest(why) => {
+                    w.u8(NOTICE_REFUSED);
+                    w.str(why);
+                }
             }
         }
         Ok(w.finish())
@@ -392,6 +423,7 @@ impl Record {
 
 const NOTICE_DEVICE: u8 = 1;
 const NOTICE_RECOVERY: u8 = 2;
+const NOTICE_REFUSED: u8 = 3;
 
 fn decode_applied(r: &mut Reader<'_>) -> Result<Vec<RequestId>, DecodeError> {
     let n = usize::from(r.u8()?);
@@ -409,18 +441,19 @@ fn decode_notices(r: &mut Reader<'_>) -> Result<Vec<Notice>, DecodeError> {
     let mut notices = Vec::with_capacity(n);
     for _ in 0..n {
         let time = r.u64()?;
-        let change = match r.u8()? {
+        let what = match r.u8()? {
             NOTICE_DEVICE => {
                 let name = r.str(MAX_DEVICE_NAME)?;
                 if name.is_empty() {
                     return Err(DecodeError("empty device name"));
                 }
-                FactorChange::DeviceAdded(name)
+                Notable::Change(FactorChange::DeviceAdded(name))
             }
-            NOTICE_RECOVERY => FactorChange::RecoveryCodesReplaced,
+            NOTICE_RECOVERY => Notable::Change(FactorChange::RecoveryCodesReplaced),
+            NOTICE_REFUSED => Notable::RefusedRequest(r.str(MAX_REASON)?),
             _ => return Err(DecodeError("unknown notice")),
         };
-        notices.push(Notice { time, change });
+        notices.push(Notice { time, what });
     }
     Ok(notices)
 }

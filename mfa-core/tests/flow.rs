@@ -983,6 +983,32 @@ fn a_change_made_under_pam_silent_is_announced_at_the_next_login_that_may_print(
 }
 
 #[test]
+fn a_request_refused_under_pam_silent_is_told_at_the_next_login_that_may_print() {
+    let w = World::enrolled(|_| {});
+    let (_, request) = tablet_request(MADE);
+    spool_request_at(&w, MADE, request, Some(Proof::Totp(typed(b"000000"))));
+    let mut silent = Script::answering(&[&code(NOW)]);
+    let (o, _) = w.login_with(
+        "alice",
+        "sudo",
+        Some(&mut silent),
+        &Users::new(&[]),
+        NOW,
+        true,
+    );
+    assert!(matches!(o, Outcome::Success));
+    assert!(silent.infos().is_empty(), "{:?}", silent.transcript);
+    let mut next = Script::answering(&[&code(NOW + 30)]);
+    w.login("alice", &mut next, NOW + 30);
+    let told = next.infos().join("\n");
+    assert!(
+        told.contains("a request to change your second factor was refused: the code of an existing device or recovery code it carries is wrong or was already used"),
+        "{told}"
+    );
+    assert!(w.record().unwrap().notices.is_empty());
+}
+
+#[test]
 fn a_request_breaking_the_settings_is_refused_before_the_login() {
     let w = World::enrolled(|_| {});
     let (_, hashes) = cheap_codes();

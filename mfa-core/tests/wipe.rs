@@ -22,8 +22,8 @@ use mfa_core::codec::Writer;
 use mfa_core::keys::MasterKey;
 use mfa_core::pending::{Pending, Proof, Request};
 use mfa_core::record::{
-    Device, FactorChange, LastSuccess, Record, MAX_APPLIED, MAX_DEVICES, MAX_DEVICE_NAME,
-    MAX_NOTICES, MAX_USERNAME,
+    Device, LastSuccess, Record, MAX_APPLIED, MAX_DEVICES, MAX_DEVICE_NAME, MAX_NOTICES,
+    MAX_REASON, MAX_USERNAME,
 };
 use mfa_core::recovery::{self, KdfParams};
 use mfa_core::totp::{self, Algorithm, TotpParams};
@@ -147,9 +147,10 @@ fn maximal_record() -> Record {
     for i in 0..MAX_APPLIED {
         record.mark_applied([u8::try_from(i).unwrap(); 16]);
     }
+    // A refusal's reason is the longest notice there is.
     for i in 0..MAX_NOTICES {
-        let name = format!("{i:0>MAX_DEVICE_NAME$}");
-        record.announce(u64::MAX, FactorChange::DeviceAdded(name));
+        let why = format!("{i:0>MAX_REASON$}");
+        record.announce_refusal(u64::MAX, &why);
     }
     record
 }

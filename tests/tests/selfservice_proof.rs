@@ -47,8 +47,9 @@ const AS_ROOT: &str = "RUNNING-AS-root";
 const COMMAND: [&str; 3] = ["/bin/sh", "-c", "echo RUNNING-AS-$(id -un)"];
 /// What the user is told after new recovery codes were applied.
 const CODES_REPLACED: &str = "your recovery codes were replaced by a new set; the old ones no longer work. If that was not you, tell an administrator now.";
-/// The start of what the user is told about a refused request.
-const REFUSED: &str = "A request to change your second factor was refused: ";
+/// The start of what the user is told about a refused request (after
+/// "On <time> UTC, ").
+const REFUSED: &str = "a request to change your second factor was refused: ";
 /// Why a request with a wrong code of an existing factor is refused.
 const WRONG_PROOF: &str =
     "the code of an existing device or recovery code it carries is wrong or was already used";
@@ -68,7 +69,7 @@ fn device_added(name: &str) -> String {
 
 /// What the user is told about a refused request, and why.
 fn refused(why: &str) -> String {
-    format!("{REFUSED}{why}. If you did not make it, tell an administrator.")
+    format!("{REFUSED}{why}. If that was not you, tell an administrator now.")
 }
 
 /// The audit reason of a refused request.
@@ -346,7 +347,12 @@ fn a_guessed_code_in_regenerate_changes_nothing_and_counts_as_a_failed_attempt()
     let attackers2 = recovery_codes_shown(&attempt.stdout);
     let request = sb.spool_files(user.uid());
     let t = loud_login(&sb, &user, &app.next_code());
-    assert_eq!(told(&t), refused(WRONG_PROOF) + "\n", "{t}");
+    // Both refusals are told: the one at the silent sudo, kept for this
+    // login, and this login's own.
+    let said = told(&t);
+    assert_eq!(said.matches(&refused(WRONG_PROOF)).count(), 2, "{t}");
+    assert_eq!(said.lines().count(), 2, "{t}");
+    assert!(said.lines().all(|l| l.starts_with("On ")), "{t}");
     expect_event(
         sb.syslog(),
         "auth_failure",
@@ -425,7 +431,10 @@ fn requests_sealed_by_hand_without_a_code_change_nothing() {
         None,
     );
     let t = loud_login(&sb, &user, &app.next_code());
-    assert_eq!(told(&t), refused(NO_PROOF) + "\n", "{t}");
+    // The refusal at the silent sudo before, and this one.
+    let said = told(&t);
+    assert_eq!(said.matches(&refused(NO_PROOF)).count(), 2, "{t}");
+    assert_eq!(said.lines().count(), 2, "{t}");
     expect_event(
         sb.syslog(),
         "pending_ignored",
