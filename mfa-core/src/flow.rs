@@ -689,22 +689,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
             self.req.rhost.unwrap_or(""),
             self.req.tty.unwrap_or(""),
         ));
-        let request = self.pending.take().map(|found| {
-            let result =
-                pending::activate(&mut record, &before, &found.pending, cfg.totp.window, now);
-            if let Err(refusal) = &result {
-                if refusal.is_guess() {
-                    // A wrong code in a request is a guess like a wrong code at the prompt.
-                    throttle::record_failure(&mut record, now);
-                }
-                record.announce_refusal(now, &refusal.to_string());
-            }
-            (found, result)
-        });
-        // A request refused before the lock (this host's settings) is told too.
-        if let Some(why) = self.refused_early.take() {
-            record.announce_refusal(now, &why);
-        }
+        let request = self.check_request(&mut record, &before, now);
         // Changes the user has not heard of are told now if this login may
         // print; they are cleared in the same commit.
         let notices = if self.may_print() {
@@ -728,6 +713,32 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
             outcome: Outcome::Success,
             events: self.events,
         }
+    }
+
+    /// Checks the self-service request found before the prompt against the
+    /// record (as this login's own factor left it) and applies it there, or
+    /// keeps word of its refusal; one commit then holds both.
+    fn check_request(
+        &mut self,
+        record: &mut Record,
+        before: &[Option<u64>],
+        now: u64,
+    ) -> Option<(spool::Found, Result<Applied, Refusal>)> {
+        // A request refused before the lock (this host's settings) is told too.
+        if let Some(why) = self.refused_early.take() {
+            record.announce_refusal(now, &why);
+        }
+        let found = self.pending.take()?;
+        let window = self.host.config.totp.window;
+        let result = pending::activate(record, before, &found.pending, window, now);
+        if let Err(refusal) = &result {
+            if refusal.is_guess() {
+                // A wrong code in a request is a guess like a wrong code at the prompt.
+                throttle::record_failure(record, now);
+            }
+            record.announce_refusal(now, &refusal.to_string());
+        }
+        Some((found, result))
     }
 
     /// Logs a committed success, and tells the user how many recovery codes
