@@ -131,7 +131,7 @@ fn a_record_of_an_unknown_format_version_fails_closed() {
     let (sb, user, device) = enrolled("recvers");
     rewrite(&sb, user.uid(), |b| {
         b[8] = 0;
-        b[9] = 2;
+        b[9] = 0xff;
     });
     fails_closed(&sb, &user, &code_now(&device.secret));
 }
