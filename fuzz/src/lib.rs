@@ -494,7 +494,11 @@ pub fn code_input(data: &[u8]) {
         Input::Either(code, candidate) => {
             assert_eq!(code.as_bytes(), raw);
             assert!(totp.is_ok(), "classify and parse_totp disagree");
-            assert_eq!(format, CodeFormat::Digits(digits), "only digit codes overlap");
+            assert_eq!(
+                format,
+                CodeFormat::Digits(digits),
+                "only digit codes overlap"
+            );
             check_candidate(format, candidate);
         }
         Input::Invalid(reason) => {
@@ -525,7 +529,11 @@ fn check_candidate(format: CodeFormat, candidate: &recovery::Candidate) {
     let again = format
         .candidate(candidate.as_bytes())
         .expect("a normalized code normalizes");
-    assert_eq!(again.as_str(), candidate.as_str(), "normalize is not idempotent");
+    assert_eq!(
+        again.as_str(),
+        candidate.as_str(),
+        "normalize is not idempotent"
+    );
 }
 
 // ---------------------------------------------------------------------------
