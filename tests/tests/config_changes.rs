@@ -1,5 +1,5 @@
-//! Configuration changes never lock out the enrolled (SECURITY.md, issue 11
-//! item 6): a device is checked with the digits, algorithm and period it
+//! Configuration changes never lock out the enrolled (SECURITY.md item
+//! 32): a device is checked with the digits, algorithm and period it
 //! was enrolled with, and a set of recovery codes with the code length it
 //! was issued with, whatever `[totp]` and `[recovery]` say now; those
 //! settings only shape what is made next. Through the real libpam

@@ -1,5 +1,5 @@
-//! A stolen shell cannot change the second factor (SECURITY.md item 26,
-//! issue 11 item 1), end to end: the throwaway user runs the workspace's
+//! A stolen shell cannot change the second factor (SECURITY.md items 26
+//! and 27), end to end: the throwaway user runs the workspace's
 //! `mfa-enroll` with no privileges, or seals a request by hand with the
 //! world-readable public key, as someone with the user's shell but not the
 //! user's authenticator can; the user's next ordinary login through the real
