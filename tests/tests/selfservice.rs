@@ -1289,6 +1289,50 @@ fn thousands_of_entries_planted_against_a_user_are_gone_after_the_users_logins()
 }
 
 #[test]
+fn among_thousands_planted_in_the_spool_those_under_the_users_uid_are_gone_after_one_login() {
+    // Thousands of entries, of which as many are named after the victim's
+    // uid as one login's scan examines: that login removes all of them
+    // (what is named after the user comes first) and says so in one line.
+    const PLANTED: Flood = Flood {
+        files: spool::MAX_EXAMINED - spool::MAX_DIRECTORIES_REMOVED,
+        dirs: spool::MAX_DIRECTORIES_REMOVED,
+        junk: 2500,
+    };
+    let sb = host(&settings("skip", ""));
+    mfa_service(&sb);
+    let mallory = TestUser::create("sseflood1");
+    let victim = TestUser::create("ssetarget1");
+    let enrolled = MfaEnroll::new(&sb).enroll(&victim);
+    let mut app = AuthenticatorApp::new(&enrolled.secret);
+    let (empty, _) = timed_login(&sb, &victim, &app.next_code());
+    flood_spool(
+        &sb,
+        &mallory,
+        victim.uid(),
+        PLANTED.files,
+        PLANTED.dirs,
+        PLANTED.junk,
+    );
+    assert_eq!(
+        sb.spool_files(victim.uid()).len(),
+        PLANTED.files + PLANTED.dirs
+    );
+    let (removed, after) = PLANTED.scan();
+    assert_eq!((after.files, after.dirs), (0, 0));
+    let (flooded, lines) = timed_login(&sb, &victim, &app.next_code());
+    removed.check_line(after, mallory.uid(), &cleanup_line(&lines));
+    assert!(sb.spool_files(victim.uid()).is_empty());
+    assert_eq!(spool_entries(&sb).len(), after.total());
+    println!(
+        "login latency through pam-converse: empty spool {empty:?}; {} entries planted, {} \
+         of them under the user's uid: {flooded:?} ({:.2}x)",
+        PLANTED.total(),
+        PLANTED.files + PLANTED.dirs,
+        flooded.as_secs_f64() / empty.as_secs_f64()
+    );
+}
+
+#[test]
 fn sshd_activates_a_self_enrolled_device_in_its_pam_child() {
     let sb = sandbox!().with_deadline(Duration::from_secs(600));
     sb.write_config(&settings("skip", ""));
