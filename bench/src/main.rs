@@ -8,6 +8,7 @@
 //! pam-mfa-bench report [--out DIR]
 //! pam-mfa-bench profile [--work DIR] [--module-under-test mfa|ga|oath]
 //!                       [--users N] [--wrong] -- WRAPPER [ARG]...
+//! pam-mfa-bench config-load [--config PATH] [--reps N]
 //! ```
 //!
 //! `run` enrolls N synthetic users in all three modules, enters a private
@@ -21,6 +22,7 @@
 mod admin_costs;
 mod breakdown;
 mod codes;
+mod config_load;
 mod floor;
 mod job;
 mod load;
@@ -49,6 +51,7 @@ usage: pam-mfa-bench run [--users 100,1000,10000,100000] [--sample 200]
        pam-mfa-bench report [--out DIR]
        pam-mfa-bench profile [--work DIR] [--module-under-test mfa|ga|oath]
                              [--users N] [--wrong] -- WRAPPER [ARG]...
+       pam-mfa-bench config-load [--config PATH] [--reps N]
 
 run      enrolls the users in pam_mfa, google-authenticator and pam_oath, then
          measures each module through libpam in a private mount namespace and
@@ -63,6 +66,9 @@ report   renders report.md and latency.png again from --out/results.json.
 profile  authenticates --users random users (default 200) of the population
          a run left in --work, in its namespace, with the worker started under
          WRAPPER (e.g. valgrind --tool=callgrind, or perf record -g).
+config-load  times Config::load in this process, with and without module
+         arguments (defaults: --config config/pam_mfa.toml, the annotated
+         default, which must be owned by root; --reps 20000).
 
 Needs root (mount namespace, files owned by root).";
 
@@ -180,6 +186,22 @@ fn dispatch(mut args: impl Iterator<Item = OsString>) -> Result<(), String> {
             report::render(&out, &report::load(&out)?)
         }
         Some("profile") => run::profile(&parse_profile(args)?),
+        Some("config-load") => {
+            let mut config = PathBuf::from("config/pam_mfa.toml");
+            let mut reps = 20_000;
+            while let Some(arg) = args.next() {
+                let flag = arg.to_string_lossy().into_owned();
+                match flag.as_str() {
+                    "--config" => config = value(&mut args, &flag)?.into(),
+                    "--reps" => reps = number(&mut args, &flag)?,
+                    _ => return Err(format!("unknown argument {flag:?}")),
+                }
+            }
+            if reps == 0 {
+                return Err("--reps must be at least 1".into());
+            }
+            config_load::run(&config, reps)
+        }
         Some("worker") => worker::main(),
         Some("--help" | "-h") => {
             println!("{USAGE}");
