@@ -16,9 +16,9 @@ use clap::{Arg, Command, CommandFactory};
 use clap_complete::Shell;
 use roff::{bold, italic, roman, Roff};
 
-use crate::commands::write_out;
+use crate::cli::{Cli, EXIT_STATUS_HELP};
+use crate::context::write_out;
 use crate::error::CliError;
-use crate::{Cli, EXIT_STATUS_HELP};
 
 /// The files `generate-docs` writes, relative to `--out`.
 pub const FILES: [&str; 4] = [

@@ -23,10 +23,10 @@ use nix::libc;
 use nix::unistd::{Uid, User};
 use zeroize::Zeroizing;
 
-use crate::commands::{log, log_store_error, open_user, resolve, write_out, Admin, Who};
+use crate::cli::{GoogleAuthenticatorArgs, OathArgs};
+use crate::context::{log, log_store_error, open_user, resolve, write_out, Admin, Who};
 use crate::error::{CliError, ReadProblem, EXIT_FAILED, EXIT_REFUSED};
 use crate::render;
-use crate::{GoogleAuthenticatorArgs, OathArgs};
 
 /// Reads a file to import: never through a symbolic link, never blocking on
 /// a FIFO, only a regular file, at most `max` bytes, and, given `owner`,

@@ -23,7 +23,7 @@ use mfa_core::spool;
 use mfa_core::totp::TotpParams;
 use zeroize::Zeroizing;
 
-use crate::commands::{hostname, load_config, read_response, write_out};
+use crate::context::{hostname, load_config, read_response, write_out, Who};
 use crate::error::CliError;
 use crate::render;
 
@@ -134,13 +134,20 @@ fn expiry_note(config: &Config) -> String {
     }
 }
 
-/// `mfa-enroll` (or `mfa-enroll enroll`) run by a user.
+/// `mfa-enroll` (or `mfa-enroll enroll`) run by a user; root must say
+/// whom it enrolls.
 pub fn enroll(
     config_path: &Path,
     device: Option<&str>,
     qr_style: Option<QrStyle>,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
+    if nix::unistd::geteuid().is_root() {
+        return Err(CliError::NeedsUser {
+            root_command: "enroll --user NAME",
+            user_command: "enroll",
+        });
+    }
     let uid = nix::unistd::getuid().as_raw();
     let config = load_config(config_path)?;
     let public = public_key(&config)?;
@@ -175,7 +182,7 @@ pub fn enroll(
             Err(e) => vec![e.to_string()],
         },
     );
-    let who = crate::commands::Who {
+    let who = Who {
         uid,
         name: Some(user.clone()),
     };

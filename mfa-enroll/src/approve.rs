@@ -1,5 +1,4 @@
-//! `approve` (apply a user's pending self-service enrollment) and `doctor`
-//! (check the host's setup).
+//! `approve`: apply a user's pending self-service enrollment.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -8,19 +7,17 @@ use std::path::Path;
 use mfa_core::admin::AdminError;
 use mfa_core::audit::{Event, EventKind};
 use mfa_core::clock::{Clock, SystemClock};
-use mfa_core::doctor::{self, Level, SystemPaths};
 use mfa_core::fsutil::FileTrust;
 use mfa_core::pending::{self, ApproveError};
 use mfa_core::record::FactorChange;
 use mfa_core::spool::{self, Found};
 use mfa_core::store::StoreError;
 use mfa_core::text::escape;
-use serde_json::json;
 
-use crate::commands::{log, read_response, require_root, resolve, write_out, Admin};
+use crate::cli::ApproveArgs;
+use crate::context::{log, read_response, resolve, write_out, Admin};
 use crate::error::CliError;
 use crate::render;
-use crate::{ApproveArgs, JsonArg};
 
 /// `mfa-enroll approve --user NAME [--request ID] [--yes]`: shows what the
 /// request would apply and asks before applying it.
@@ -187,34 +184,4 @@ fn confirm(out: &mut impl Write, question: &str) -> Result<bool, CliError> {
     let line = read_response(&mut io::stdin().lock()).map_err(CliError::Input)?;
     let answer = String::from_utf8_lossy(&line).trim().to_ascii_lowercase();
     Ok(answer == "y" || answer == "yes")
-}
-
-/// `mfa-enroll doctor [--json]`.
-pub fn doctor(config_path: &Path, args: &JsonArg, out: &mut impl Write) -> Result<(), CliError> {
-    require_root("doctor")?;
-    let findings = doctor::run(config_path, FileTrust::ROOT, &SystemPaths::default());
-    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
-    if args.json {
-        let list: Vec<_> = findings
-            .iter()
-            .map(|f| json!({"level": f.level.as_str(), "area": f.area, "message": f.message, "fix": f.fix}))
-            .collect();
-        write_out(
-            out,
-            &render::json_line(&json!({ "findings": list, "errors": errors })),
-        )?;
-    } else {
-        for f in &findings {
-            // Findings quote paths, file names and configuration values.
-            let mut shown = f.clone();
-            shown.area = escape(&f.area).into_owned();
-            shown.message = escape(&f.message).into_owned();
-            shown.fix = escape(&f.fix).into_owned();
-            write_out(out, &format!("{shown}\n"))?;
-        }
-    }
-    if errors > 0 {
-        return Err(CliError::DoctorFound(errors));
-    }
-    Ok(())
 }

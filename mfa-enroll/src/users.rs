@@ -1,43 +1,103 @@
-//! The commands over many records and over the key: list, devices,
-//! remove-device, recovery-codes, key rotate/list/migrate/retire.
+//! The commands about users' records: status, reset, unlock, list,
+//! devices, remove-device, recovery-codes.
 
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 
-use mfa_core::admin::{self, DeviceRemoval, ListedUser, UserStatus};
+use mfa_core::admin::{self, DeviceRemoval, ListedUser, Reset, UserStatus};
 use mfa_core::clock::{Clock, SystemClock};
-use mfa_core::fsutil::FileTrust;
 use mfa_core::recovery::RecoveryCode;
 use mfa_core::text::escape;
-use nix::unistd::{Uid, User};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use crate::commands::{
-    load_config, load_keys, log, log_store_error, open_user, require_root, resolve, store,
-    write_out, Admin, Who,
-};
+use crate::cli::{JsonArg, RecoveryCodesArgs, RemoveDeviceArgs, StatusArgs, Target};
+use crate::context::{log, log_store_error, open_user, resolve, write_out, Admin, Who};
 use crate::error::{CliError, EXIT_FAILED};
-use crate::render::{self, utc};
-use crate::{JsonArg, RecoveryCodesArgs, RemoveDeviceArgs, RetireArgs, StatusArgs, Target};
-
-/// The account name of `uid`, if the name service knows it. Only for
-/// display: a failing lookup never keeps a record from being shown.
-fn who_by_uid(uid: u32) -> Who {
-    let name = User::from_uid(Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name);
-    Who { uid, name }
-}
-
-fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
+use crate::render::{self, plural, table, utc, yes_no};
 
 fn json_line(out: &mut impl Write, value: &Value) -> Result<(), CliError> {
     write_out(out, &render::json_line(value))
+}
+
+// ---------------------------------------------------------------------------
+// status, reset, unlock
+
+/// `status`: one user's state.
+pub fn status(config_path: &Path, args: &StatusArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let Admin {
+        config,
+        keys,
+        store,
+    } = Admin::open("status", config_path)?;
+    let who = resolve(&args.target)?;
+    let state = open_user(&store, &who, &keys)?;
+    let status = admin::status(&state, &config, SystemClock.now());
+    drop(state);
+    if let Some(fault) = &status.slot_discarded {
+        log(&render::slot_discarded_event(&who, &fault.to_string()));
+    }
+    if args.json {
+        write_out(out, &render::json_line(&render::status_json(&who, &status)))
+    } else {
+        write_out(out, &render::status_text(&who, &status))
+    }
+}
+
+/// `reset`: deletes a user's record, readable or not.
+pub fn reset(config_path: &Path, target: &Target, out: &mut impl Write) -> Result<(), CliError> {
+    let Admin { keys, store, .. } = Admin::open("reset", config_path)?;
+    let who = resolve(target)?;
+    let text = match admin::reset(&store, who.uid, &keys)? {
+        Reset::Removed => {
+            log(&render::reset_event(&who, None));
+            format!("Removed the MFA record of {}.\n", who.describe())
+        }
+        Reset::RemovedUnreadable(why) => {
+            let why = why.to_string();
+            log(&render::reset_event(&who, Some(&why)));
+            format!(
+                "Removed the unreadable MFA record of {}.\n  It could not be opened: {why}\n",
+                who.describe()
+            )
+        }
+        Reset::NotEnrolled => format!("{} has no MFA record; nothing removed.\n", who.describe()),
+    };
+    write_out(out, &text)
+}
+
+/// `unlock`: clears a user's failures and lockout.
+pub fn unlock(config_path: &Path, target: &Target, out: &mut impl Write) -> Result<(), CliError> {
+    let Admin {
+        config,
+        keys,
+        store,
+    } = Admin::open("unlock", config_path)?;
+    let who = resolve(target)?;
+    let unlocked = {
+        let mut state = open_user(&store, &who, &keys)?;
+        admin::unlock(&mut state, &config, &keys)?
+    };
+    let text = if unlocked.cleared == 0 {
+        format!(
+            "{} has no failed attempts; nothing to clear.\n",
+            who.describe()
+        )
+    } else {
+        log(&render::unlocked_event(&who, unlocked.cleared));
+        let was = if unlocked.was_locked {
+            "was locked out"
+        } else {
+            "was not locked out"
+        };
+        format!(
+            "Cleared {} failed attempts of {} ({was}); the next correct code is accepted.\n",
+            unlocked.cleared,
+            who.describe()
+        )
+    };
+    write_out(out, &text)
 }
 
 // ---------------------------------------------------------------------------
@@ -52,7 +112,7 @@ pub fn list(config_path: &Path, args: &JsonArg, out: &mut impl Write) -> Result<
     } = Admin::open("list", config_path)?;
     let users = admin::list(&store, &keys, &config, SystemClock.now())?;
     let mut unreadable = 0;
-    let rows: Vec<(Who, &ListedUser)> = users.iter().map(|u| (who_by_uid(u.uid), u)).collect();
+    let rows: Vec<(Who, &ListedUser)> = users.iter().map(|u| (Who::by_uid(u.uid), u)).collect();
     for (who, user) in &rows {
         match &user.status {
             Err(e) => {
@@ -108,34 +168,6 @@ fn list_json(rows: &[(Who, &ListedUser)]) -> Value {
         })
         .collect();
     json!({ "users": users })
-}
-
-/// Left-aligned columns, two spaces apart.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut text = String::new();
-        for (cell, w) in cells.zip(&widths) {
-            let _ = write!(text, "{cell:<w$}  ");
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    };
-    line(&mut header.iter().copied());
-    for row in rows {
-        line(&mut row.iter().map(String::as_str));
-    }
-    out
-}
-
-fn yes_no(b: bool) -> String {
-    (if b { "yes" } else { "no" }).to_owned()
 }
 
 fn generations_text(g: &[u32]) -> String {
@@ -404,164 +436,4 @@ fn recovery_text(who: &Who, codes: &[RecoveryCode]) -> Zeroizing<Vec<u8>> {
         let _ = writeln!(s, "    {}", code.display());
     }
     Zeroizing::new(s.as_bytes().to_vec())
-}
-
-// ---------------------------------------------------------------------------
-// key rotate, list, migrate, retire
-
-/// `key rotate`.
-pub fn key_rotate(config_path: &Path, out: &mut impl Write) -> Result<(), CliError> {
-    require_root("key rotate")?;
-    let config = load_config(config_path)?;
-    let generation = admin::rotate_key(&config.paths, FileTrust::ROOT, SystemClock.now())?;
-    log(&render::key_rotated_event(generation));
-    write_out(
-        out,
-        &format!(
-            "Added key generation {generation} and made it active; rewrote {}.\n\
-             Records sealed under older generations keep working. Re-seal them with\n\
-             `mfa-enroll key migrate`, then remove old generations with `mfa-enroll key retire GEN`.\n\
-             Back up {} again: the new generation is only in this file.\n",
-            config.paths.enroll_public_key.display(),
-            config.paths.key_file.display()
-        ),
-    )
-}
-
-/// `key list`.
-pub fn key_list(config_path: &Path, args: &JsonArg, out: &mut impl Write) -> Result<(), CliError> {
-    let Admin { keys, store, .. } = Admin::open("key list", config_path)?;
-    let usage = admin::key_usage(&store, &keys)?;
-    for u in &usage.unreadable {
-        log_store_error(&who_by_uid(u.uid), &u.error);
-    }
-    if args.json {
-        json_line(
-            out,
-            &json!({
-                "active": keys.active(),
-                "generations": usage.generations.iter().map(|g| json!({
-                    "id": g.id,
-                    "created": g.created,
-                    "active": g.active,
-                    "records": g.uids.len(),
-                })).collect::<Vec<_>>(),
-                "unreadable": usage.unreadable.iter().map(|u| json!({
-                    "uid": u.uid,
-                    "error": u.error.to_string(),
-                })).collect::<Vec<_>>(),
-            }),
-        )?;
-    } else {
-        let rows: Vec<Vec<String>> = usage
-            .generations
-            .iter()
-            .map(|g| {
-                vec![
-                    g.id.to_string(),
-                    yes_no(g.active),
-                    utc(g.created),
-                    g.uids.len().to_string(),
-                ]
-            })
-            .collect();
-        let mut text = table(&["GENERATION", "ACTIVE", "CREATED", "RECORDS"], &rows);
-        if !usage.unreadable.is_empty() {
-            text.push_str("\nRecords that do not open (their generation is unknown):\n");
-            for u in &usage.unreadable {
-                let _ = writeln!(
-                    text,
-                    "  {}: {}",
-                    who_by_uid(u.uid).describe(),
-                    escape(&u.error.to_string())
-                );
-            }
-        }
-        write_out(out, &text)?;
-    }
-    if usage.unreadable.is_empty() {
-        Ok(())
-    } else {
-        Err(CliError::Incomplete {
-            summary: format!(
-                "{} could not be opened",
-                plural(usage.unreadable.len(), "record", "records")
-            ),
-            code: EXIT_FAILED,
-        })
-    }
-}
-
-/// `key migrate`.
-pub fn key_migrate(config_path: &Path, out: &mut impl Write) -> Result<(), CliError> {
-    let Admin { keys, store, .. } = Admin::open("key migrate", config_path)?;
-    let report = admin::migrate(&store, &keys)?;
-    let active = keys.active();
-    for (uid, from) in &report.resealed {
-        log(&render::migrated_event(&who_by_uid(*uid), from, active));
-    }
-    for f in &report.failed {
-        log_store_error(&who_by_uid(f.uid), &f.error);
-    }
-    let mut text = format!(
-        "Re-sealed {} under key generation {active}; {} already used only it.\n",
-        plural(report.resealed.len(), "record", "records"),
-        plural(report.current.len(), "record", "records"),
-    );
-    if report.failed.is_empty() {
-        text.push_str(
-            "Once `mfa-enroll key list` shows no record on an old generation, \
-             `mfa-enroll key retire GEN` removes it.\n",
-        );
-    } else {
-        let _ = writeln!(
-            text,
-            "{} could not be migrated and keep the generation they had:",
-            plural(report.failed.len(), "record", "records")
-        );
-        for f in &report.failed {
-            let _ = writeln!(
-                text,
-                "  {}: {}",
-                who_by_uid(f.uid).describe(),
-                escape(&f.error.to_string())
-            );
-        }
-    }
-    write_out(out, &text)?;
-    if report.failed.is_empty() {
-        Ok(())
-    } else {
-        Err(CliError::Incomplete {
-            summary: format!(
-                "{} could not be migrated (the others were)",
-                plural(report.failed.len(), "record", "records")
-            ),
-            code: EXIT_FAILED,
-        })
-    }
-}
-
-/// `key retire GEN`.
-pub fn key_retire(
-    config_path: &Path,
-    args: &RetireArgs,
-    out: &mut impl Write,
-) -> Result<(), CliError> {
-    require_root("key retire")?;
-    let config = load_config(config_path)?;
-    let store = store(&config);
-    admin::retire_key(&config.paths, FileTrust::ROOT, &store, args.generation)?;
-    log(&render::key_retired_event(args.generation));
-    let keys = load_keys(&config)?;
-    let left: Vec<String> = keys.list().iter().map(|g| g.id.to_string()).collect();
-    write_out(
-        out,
-        &format!(
-            "Retired key generation {}; {} now holds generation {}.\n",
-            args.generation,
-            config.paths.key_file.display(),
-            left.join(", ")
-        ),
-    )
 }

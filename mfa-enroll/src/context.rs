@@ -1,0 +1,219 @@
+//! What every command starts from: who the user is, the root check, the
+//! configuration, master key and store, the audit log, reading a response
+//! and writing output. Below the commands: it imports none of them.
+
+use std::io::{self, BufRead, Read as _, Write};
+use std::path::Path;
+
+use mfa_core::audit::{self, Event, EventKind};
+use mfa_core::config::Config;
+use mfa_core::fsutil::FileTrust;
+use mfa_core::input::MAX_INPUT_BYTES;
+use mfa_core::keys::MasterKey;
+use mfa_core::store::{Store, StoreError};
+use nix::unistd::{Uid, User};
+use zeroize::Zeroizing;
+
+use crate::cli::Target;
+use crate::error::CliError;
+
+/// Where audit lines go: the local syslog socket.
+const SYSLOG_SOCKET: &str = "/dev/log";
+/// The syslog identity of this program.
+const IDENT: &str = "mfa-enroll";
+
+/// The user a command is about: always a uid, a name when one is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Who {
+    /// The uid the state is keyed by.
+    pub uid: u32,
+    /// The login name, if the name service knows the uid.
+    pub name: Option<String>,
+}
+
+impl Who {
+    /// `alice (uid 1000)`, or `uid 1000` without a name. The name is
+    /// escaped ([`mfa_core::text::escape`]): the name service may hold
+    /// anything.
+    pub fn describe(&self) -> String {
+        match &self.name {
+            Some(name) => format!("{} (uid {})", mfa_core::text::escape(name), self.uid),
+            None => format!("uid {}", self.uid),
+        }
+    }
+
+    /// The account name of `uid`, if the name service knows it. Only for
+    /// display: a failing lookup never keeps a record from being shown.
+    pub fn by_uid(uid: u32) -> Self {
+        let name = User::from_uid(Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.name);
+        Who { uid, name }
+    }
+
+    /// An audit event of `kind` about this user: uid, and name if known.
+    pub fn event(&self, kind: EventKind) -> Event {
+        let event = Event::new(kind).uid(self.uid);
+        match &self.name {
+            Some(name) => event.user(name),
+            None => event,
+        }
+    }
+}
+
+/// What every root command that touches records starts from.
+pub(crate) struct Admin {
+    pub config: Config,
+    pub keys: MasterKey,
+    pub store: Store,
+}
+
+impl Admin {
+    /// Checks for root, then loads the config, the master key and the store.
+    pub fn open(command: &'static str, config_path: &Path) -> Result<Self, CliError> {
+        require_root(command)?;
+        let config = load_config(config_path)?;
+        let keys = load_keys(&config)?;
+        let store = store(&config);
+        Ok(Admin {
+            config,
+            keys,
+            store,
+        })
+    }
+}
+
+pub(crate) fn require_root(command: &'static str) -> Result<(), CliError> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(CliError::NotRoot { command })
+    }
+}
+
+/// Resolves `--user NAME` (which must exist) or `--uid N` (which need not:
+/// a record may outlive its account, and an administrator must still be
+/// able to see and remove it).
+pub(crate) fn resolve(target: &Target) -> Result<Who, CliError> {
+    if let Some(name) = &target.user {
+        return match User::from_name(name) {
+            Ok(Some(u)) => Ok(Who {
+                uid: u.uid.as_raw(),
+                name: Some(u.name),
+            }),
+            Ok(None) => Err(CliError::UnknownUser(name.clone())),
+            Err(err) => Err(CliError::UserLookup {
+                user: format!("`{name}`"),
+                err,
+            }),
+        };
+    }
+    // clap requires exactly one of the two.
+    // The name is only for display here; a failing lookup must not keep an
+    // administrator from the record.
+    Ok(Who::by_uid(target.uid.unwrap_or_default()))
+}
+
+pub(crate) fn load_config(path: &Path) -> Result<Config, CliError> {
+    Ok(Config::load(path, FileTrust::ROOT, &[])?)
+}
+
+pub(crate) fn load_keys(config: &Config) -> Result<MasterKey, CliError> {
+    Ok(MasterKey::load(&config.paths.key_file, FileTrust::ROOT)?)
+}
+
+pub(crate) fn store(config: &Config) -> Store {
+    Store::new(&config.paths.state_dir, FileTrust::ROOT)
+}
+
+/// Sends an audit line. A missing syslog daemon changes nothing.
+pub(crate) fn log(event: &Event) {
+    let _ = audit::send_to(Path::new(SYSLOG_SOCKET), IDENT, event);
+}
+
+/// Opens `who`'s state, logging integrity problems with the record.
+pub(crate) fn open_user<'s>(
+    store: &'s Store,
+    who: &Who,
+    keys: &MasterKey,
+) -> Result<mfa_core::store::UserState<'s>, CliError> {
+    store.open_user(who.uid, keys).map_err(|e| {
+        log_store_error(who, &e);
+        CliError::Store(e)
+    })
+}
+
+pub(crate) fn log_store_error(who: &Who, e: &StoreError) {
+    if matches!(
+        e,
+        StoreError::Corrupt { .. }
+            | StoreError::WrongKey { .. }
+            | StoreError::UnknownVersion { .. }
+            | StoreError::Unreadable(_)
+    ) {
+        log(&who.event(EventKind::StoreFailure).reason(e.to_string()));
+    }
+}
+
+pub(crate) fn write_out(out: &mut impl Write, text: &str) -> Result<(), CliError> {
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(CliError::Output)
+}
+
+pub(crate) fn hostname() -> Result<String, CliError> {
+    let host = nix::unistd::gethostname().map_err(CliError::Hostname)?;
+    Ok(host.to_string_lossy().into_owned())
+}
+
+/// Reads one line, without its line ending, bounded so a runaway input
+/// cannot fill memory: anything past the bound makes the line too long for
+/// a code, which [`mfa_core::input::parse_totp`] then refuses.
+pub(crate) fn read_response(input: &mut impl BufRead) -> io::Result<Zeroizing<Vec<u8>>> {
+    let mut line = Zeroizing::new(Vec::with_capacity(MAX_INPUT_BYTES + 2));
+    input
+        .take(MAX_INPUT_BYTES as u64 + 2)
+        .read_until(b'\n', &mut line)?;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    }
+    Ok(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_loses_its_line_ending_and_nothing_else() {
+        let mut input: &[u8] = b"123456\r\nrest";
+        assert_eq!(read_response(&mut input).unwrap().as_slice(), b"123456");
+        let mut input: &[u8] = b" 123456 \n";
+        assert_eq!(read_response(&mut input).unwrap().as_slice(), b" 123456 ");
+        let mut input: &[u8] = b"";
+        assert!(read_response(&mut input).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_runaway_line_is_cut_just_past_the_input_bound() {
+        let long = vec![b'1'; 10 * MAX_INPUT_BYTES];
+        let mut input: &[u8] = &long;
+        let line = read_response(&mut input).unwrap();
+        assert!(line.len() > MAX_INPUT_BYTES);
+        assert!(line.len() <= MAX_INPUT_BYTES + 2);
+    }
+
+    #[test]
+    fn who_names_the_uid_with_or_without_a_name() {
+        let named = Who {
+            uid: 7,
+            name: Some("bob".into()),
+        };
+        assert_eq!(named.describe(), "bob (uid 7)");
+        assert_eq!(Who { uid: 7, name: None }.describe(), "uid 7");
+    }
+}
