@@ -805,6 +805,87 @@ pub struct OathLine {
     pub entry: OathEntry,
 }
 
+/// Why a time-based token of a users file is not imported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OathRefusal {
+    /// The user has a token on an earlier line, and that one is imported:
+    /// a record holds the devices of one user, and liboath tries a user's
+    /// tokens in file order, so the first is the one in use.
+    NotFirst {
+        /// The 1-based line of the user's first token.
+        first_line: usize,
+    },
+    /// The user already has a pam_mfa record, and the import does not
+    /// replace records.
+    AlreadyEnrolled,
+}
+
+impl fmt::Display for OathRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotFirst { first_line } => write!(
+                f,
+                "the user's token on line {first_line} is the one imported; pam_mfa imports one token per user"
+            ),
+            Self::AlreadyEnrolled => {
+                f.write_str("already enrolled (add --force to replace the record)")
+            }
+        }
+    }
+}
+
+/// Which tokens of a users file are imported: the first time-based token
+/// of each user, over an existing record only when replacing was asked
+/// for.
+#[derive(Debug, Default)]
+pub struct OathSelection {
+    replace: bool,
+    /// Each user seen so far, with the line of their first token.
+    first: Vec<(String, usize)>,
+}
+
+impl OathSelection {
+    /// A selection that replaces existing records when `replace` (the
+    /// administrator's `--force`).
+    #[must_use]
+    pub fn new(replace: bool) -> Self {
+        Self {
+            replace,
+            first: Vec::new(),
+        }
+    }
+
+    /// Claims `line`'s token for its user. The first token line of a user
+    /// is claimed; every later one is refused, whatever became of the
+    /// first.
+    ///
+    /// # Errors
+    /// [`OathRefusal::NotFirst`] for a user claimed before.
+    pub fn claim(&mut self, line: &OathLine) -> Result<(), OathRefusal> {
+        if let Some((_, first_line)) = self.first.iter().find(|(u, _)| *u == line.user) {
+            return Err(OathRefusal::NotFirst {
+                first_line: *first_line,
+            });
+        }
+        self.first.push((line.user.clone(), line.line));
+        Ok(())
+    }
+
+    /// Whether a claimed token may be imported for a user who is
+    /// `enrolled` or not: `Ok(true)` when it replaces their record.
+    ///
+    /// # Errors
+    /// [`OathRefusal::AlreadyEnrolled`] for an enrolled user unless
+    /// replacing was asked for.
+    pub fn admit(&self, enrolled: bool) -> Result<bool, OathRefusal> {
+        match (enrolled, self.replace) {
+            (false, _) => Ok(false),
+            (true, true) => Ok(true),
+            (true, false) => Err(OathRefusal::AlreadyEnrolled),
+        }
+    }
+}
+
 /// `(digits, period)` for a liboath token type; period 0 for counter-based.
 fn oath_type(kind: &str) -> Option<(u8, u32)> {
     if kind == "HOTP" {
@@ -987,5 +1068,36 @@ mod tests {
         assert_eq!(oath_type("HOTP/T30/9"), None);
         assert_eq!(oath_type("HOTP/T45"), None);
         assert_eq!(oath_type("TOTP"), None);
+    }
+
+    #[test]
+    fn a_users_file_imports_the_first_token_of_each_user() {
+        let file = b"HOTP/T30 alice - 3132333435363738393031323334353637383930\n\
+                     HOTP/T30 bob - 3132333435363738393031323334353637383930\n\
+                     HOTP/T60 alice - 3132333435363738393031323334353637383930\n";
+        let lines = parse_oath_usersfile(file).unwrap();
+        let mut selection = OathSelection::new(false);
+        assert_eq!(selection.claim(&lines[0]), Ok(()));
+        assert_eq!(selection.claim(&lines[1]), Ok(()));
+        let refused = selection.claim(&lines[2]).unwrap_err();
+        assert_eq!(refused, OathRefusal::NotFirst { first_line: 1 });
+        assert_eq!(
+            refused.to_string(),
+            "the user's token on line 1 is the one imported; pam_mfa imports one token per user"
+        );
+    }
+
+    #[test]
+    fn an_enrolled_user_is_replaced_only_when_asked() {
+        let keep = OathSelection::new(false);
+        assert_eq!(keep.admit(false), Ok(false));
+        assert_eq!(keep.admit(true), Err(OathRefusal::AlreadyEnrolled));
+        assert_eq!(
+            OathRefusal::AlreadyEnrolled.to_string(),
+            "already enrolled (add --force to replace the record)"
+        );
+        let replace = OathSelection::new(true);
+        assert_eq!(replace.admit(false), Ok(false));
+        assert_eq!(replace.admit(true), Ok(true));
     }
 }

@@ -13,8 +13,8 @@ use mfa_core::clock::{Clock, SystemClock};
 use mfa_core::enrollment;
 use mfa_core::import::{
     parse_google_authenticator, parse_oath_usersfile, GoogleAuthenticator, ImportedRecovery,
-    OathEntry, OathLine, OathToken, RecoveryPlan, ScratchCodes, MAX_GOOGLE_AUTHENTICATOR_FILE,
-    MAX_OATH_USERSFILE,
+    OathEntry, OathLine, OathSelection, OathToken, RecoveryPlan, ScratchCodes,
+    MAX_GOOGLE_AUTHENTICATOR_FILE, MAX_OATH_USERSFILE,
 };
 use mfa_core::recovery::{KdfParams, RecoveryCode};
 use mfa_core::text::escape;
@@ -152,10 +152,12 @@ pub fn google_authenticator(
     let summary = ga_summary(&who, &path, &ga, plan, &args.device, config.totp.window);
     if !args.apply {
         let state = open_user(&store, &who, &keys)?;
-        let existing = match (state.record().is_some(), args.force) {
-            (false, _) => "none".to_owned(),
-            (true, true) => "yes; --apply --force replaces it".to_owned(),
-            (true, false) => "yes; --apply is refused without --force".to_owned(),
+        // The same check the import makes (mfa-core), so the dry run
+        // tells what --apply would do.
+        let existing = match admin::check_enrollable(&state, args.force) {
+            Ok(false) => "none",
+            Ok(true) => "yes; --apply --force replaces it",
+            Err(_) => "yes; --apply is refused without --force",
         };
         return write_out(
             out,
@@ -355,22 +357,19 @@ struct OathContext<'a> {
     now: u64,
 }
 
-/// Decides (and with `--apply` carries out) the import of one time-based
-/// token. `taken` lists the users already handled; the recovery codes of
-/// each imported user are added to `codes`.
+/// Carries out what `selection` (mfa-core) decides for one time-based
+/// token: with `--apply` the import, otherwise what it would do. The
+/// recovery codes of each imported user are added to `codes`.
 fn token_fate(
     ctx: &OathContext<'_>,
     line: &OathLine,
     token: &OathToken,
-    handled: &mut Vec<(String, usize)>,
+    selection: &mut OathSelection,
     codes: &mut Vec<(Who, Vec<RecoveryCode>)>,
 ) -> Fate {
-    if let Some((_, first)) = handled.iter().find(|(u, _)| *u == line.user) {
-        return Fate::Refused(format!(
-            "the user's token on line {first} is the one imported; pam_mfa imports one token per user"
-        ));
+    if let Err(refusal) = selection.claim(line) {
+        return Fate::Refused(refusal.to_string());
     }
-    handled.push((line.user.clone(), line.line));
     let user = match User::from_name(&line.user) {
         Ok(Some(user)) => user,
         Ok(None) => return Fate::Refused("no such user on this host".to_owned()),
@@ -387,14 +386,14 @@ fn token_fate(
             return Fate::Failed(e.to_string());
         }
     };
-    let enrolled = state.record().is_some();
-    if enrolled && !ctx.args.force {
-        return Fate::Refused("already enrolled (add --force to replace the record)".to_owned());
-    }
+    let replaces = match selection.admit(state.record().is_some()) {
+        Ok(replaces) => replaces,
+        Err(refusal) => return Fate::Refused(refusal.to_string()),
+    };
     if !ctx.args.apply {
         return Fate::Ready {
             uid: who.uid,
-            replaces: enrolled,
+            replaces,
         };
     }
     let device = token.device(&ctx.args.device, ctx.now, ctx.config.totp.window);
@@ -537,7 +536,7 @@ pub fn oath(config_path: &Path, args: &OathArgs, out: &mut impl Write) -> Result
     drop(bytes);
 
     let now = SystemClock.now();
-    let mut handled: Vec<(String, usize)> = Vec::new();
+    let mut selection = OathSelection::new(args.force);
     let mut rows = Vec::new();
     let mut codes: Vec<(Who, Vec<RecoveryCode>)> = Vec::new();
     for line in &lines {
@@ -551,7 +550,7 @@ pub fn oath(config_path: &Path, args: &OathArgs, out: &mut impl Write) -> Result
                     args,
                     now,
                 };
-                token_fate(&ctx, line, token, &mut handled, &mut codes)
+                token_fate(&ctx, line, token, &mut selection, &mut codes)
             }
         };
         let params = match &line.entry {
