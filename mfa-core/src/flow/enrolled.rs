@@ -115,24 +115,45 @@ fn code_was_tried(digits: &[u8], answer: &[u8]) -> bool {
     answer.iter().all(u8::is_ascii_digit) && digits.iter().any(|&d| usize::from(d) == answer.len())
 }
 
+/// Throttling refuses this attempt unevaluated.
+struct Closed {
+    /// Back-off or lock, for what the user is told.
+    gate: Gate,
+    outcome: Outcome,
+    event: Event,
+}
+
+/// A self-service request checked under the lock, to be logged and its
+/// spool file removed once the commit holding it is done.
+struct Activation {
+    found: spool::Found,
+    result: Result<Applied, Refusal>,
+}
+
 impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
-    /// The outcome and event if throttling refuses this attempt unevaluated.
-    fn closed_gate(&self, uid: u32, record: &Record, now: u64) -> Option<(Outcome, Event)> {
-        match throttle::gate(record, &self.host.config.throttle, now) {
-            Gate::Open => None,
-            Gate::Locked => Some((
+    /// What to report if throttling refuses this attempt unevaluated.
+    fn closed_gate(&self, uid: u32, record: &Record, now: u64) -> Option<Closed> {
+        let gate = throttle::gate(record, &self.host.config.throttle, now);
+        let (outcome, event) = match gate {
+            Gate::Open => return None,
+            Gate::Locked => (
                 Outcome::Locked,
                 self.event(EventKind::AuthLocked)
                     .uid(uid)
                     .reason("failure cap reached"),
-            )),
-            Gate::BackOff { .. } => Some((
+            ),
+            Gate::BackOff { .. } => (
                 Outcome::Throttled,
                 self.event(EventKind::AuthThrottled)
                     .uid(uid)
                     .reason("back-off in force"),
-            )),
-        }
+            ),
+        };
+        Some(Closed {
+            gate,
+            outcome,
+            event,
+        })
     }
 
     pub(super) fn enrolled(
@@ -142,18 +163,16 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         policy: Effective,
     ) -> Report {
         let uid = account.uid;
-        let cfg = &self.host.config;
         let now = self.clock.now();
-        if let Some((outcome, e)) = self.closed_gate(uid, record, now) {
-            let now_gate = throttle::gate(record, &cfg.throttle, now);
-            self.warn(&match now_gate {
+        if let Some(closed) = self.closed_gate(uid, record, now) {
+            self.warn(&match closed.gate {
                 Gate::BackOff { until } => format!(
                     "Too many failed attempts: try again in {} seconds.",
                     until - now
                 ),
                 _ => "Too many failed attempts: this account is locked. Ask an administrator to unlock it.".to_owned(),
             });
-            return self.finish(outcome, e);
+            return self.finish(closed.outcome, closed.event);
         }
         let remember = u64::from(policy.remember_seconds);
         if remember > 0 {
@@ -207,9 +226,9 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
             return self.finish(Outcome::Denied, e);
         };
         // Another session may have failed meanwhile: gate again under the lock.
-        if let Some((outcome, e)) = self.closed_gate(uid, &record, now) {
+        if let Some(closed) = self.closed_gate(uid, &record, now) {
             drop(state);
-            return self.finish(outcome, e);
+            return self.finish(closed.outcome, closed.event);
         }
         // Each device's last used step before this login: the floor for the
         // code of an existing device a self-service request carries.
@@ -274,8 +293,8 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         }
         drop(state);
         self.succeeded(uid, &v, device_name.as_deref());
-        if let Some((found, result)) = request {
-            self.activated(uid, &found, result);
+        if let Some(activation) = request {
+            self.activated(uid, activation);
         }
         for n in &notices {
             self.tell(&announcement(n));
@@ -294,7 +313,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         record: &mut Record,
         before: &[Option<u64>],
         now: u64,
-    ) -> Option<(spool::Found, Result<Applied, Refusal>)> {
+    ) -> Option<Activation> {
         // A request refused before the lock (this host's settings) is told too.
         if let Some(why) = self.refused_early.take() {
             record.announce_refusal(now, &why);
@@ -309,7 +328,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
             }
             record.announce_refusal(now, &refusal.to_string());
         }
-        Some((found, result))
+        Some(Activation { found, result })
     }
 
     /// Logs a committed success, and tells the user how many recovery codes
@@ -341,8 +360,9 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
 
     /// After the commit: the spool file goes whatever happened (applied, or
     /// refused and so never to be tried again), and the log says what.
-    fn activated(&mut self, uid: u32, found: &spool::Found, result: Result<Applied, Refusal>) {
-        let _ = spool::remove(found);
+    fn activated(&mut self, uid: u32, activation: Activation) {
+        let Activation { found, result } = activation;
+        let _ = spool::remove(&found);
         match result {
             Ok(applied) => {
                 let (kind, what) = match &applied.change {
