@@ -9,49 +9,91 @@ use crate::syslog::{LogLine, SyslogSink, AUTHPRIV};
 /// How long an expected audit line may take to arrive.
 pub const AUDIT_WAIT: Duration = Duration::from_secs(10);
 
-/// The `key=value` fields of an audit message, in order. Values may be
-/// double-quoted, with `\"` and `\\` escapes.
-pub fn fields(message: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut chars = message.chars().peekable();
-    loop {
-        while chars.peek() == Some(&' ') {
-            chars.next();
-        }
-        let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
-        if key.is_empty() {
-            break;
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => value.extend(chars.next()),
-                    '"' => break,
-                    _ => value.push(c),
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ' ' {
-                    break;
-                }
-                value.push(c);
-                chars.next();
-            }
-        }
-        out.push((key, value));
-    }
-    out
+/// One audit line of pam_mfa, split into its fields: `event=...` and the
+/// rest in order. The one parser of audit lines in the tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditLine {
+    /// The `event=` value.
+    pub event: String,
+    /// Every other field, in the order written.
+    pub fields: Vec<(String, String)>,
 }
 
-/// The value of `key` in an audit message.
+impl AuditLine {
+    /// Parses `key=value key="quoted value" ...` as pam_mfa writes it
+    /// (quoted values escape `"` and `\` with a backslash and every
+    /// control or non-ASCII byte as `\xNN`); `None` if it is not an audit
+    /// line.
+    pub fn parse(message: &str) -> Option<AuditLine> {
+        let mut fields = Vec::new();
+        let mut rest = message;
+        loop {
+            rest = rest.trim_start_matches(' ');
+            if rest.is_empty() {
+                break;
+            }
+            let (key, after) = rest.split_once('=')?;
+            if key.is_empty() || key.contains(' ') {
+                return None;
+            }
+            let (value, after) = if let Some(quoted) = after.strip_prefix('"') {
+                unquote(quoted)?
+            } else {
+                let end = after.find(' ').unwrap_or(after.len());
+                (after[..end].to_owned(), &after[end..])
+            };
+            fields.push((key.to_owned(), value));
+            rest = after;
+        }
+        let at = fields.iter().position(|(k, _)| k == "event")?;
+        let (_, event) = fields.remove(at);
+        Some(AuditLine { event, fields })
+    }
+
+    /// The value of `key` (`event` included), if present.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        if key == "event" {
+            return Some(&self.event);
+        }
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads a quoted value up to its closing quote; returns it unescaped and
+/// what follows.
+fn unquote(text: &str) -> Option<(String, &str)> {
+    let mut value = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => return Some((String::from_utf8_lossy(&value).into_owned(), &text[i + 1..])),
+            b'\\' => {
+                match bytes.get(i + 1)? {
+                    b'x' => {
+                        let hex = text.get(i + 2..i + 4)?;
+                        value.push(u8::from_str_radix(hex, 16).ok()?);
+                        i += 2;
+                    }
+                    other => value.push(*other),
+                }
+                i += 2;
+            }
+            b => {
+                value.push(b);
+                i += 1;
+            }
+        }
+    }
+    None
+}
+
+/// The value of `key` in an audit message (see [`AuditLine::parse`]).
 pub fn field(message: &str, key: &str) -> Option<String> {
-    fields(message)
-        .into_iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v)
+    AuditLine::parse(message).and_then(|a| a.get(key).map(str::to_owned))
 }
 
 /// Whether `line` is a pam_mfa audit line (ident `pam_mfa`, facility
@@ -109,26 +151,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plain_and_quoted_values_are_split() {
-        let got = fields(
-            r#"event=auth_failure user=alice uid=1000 reason="wrong code" note="say \"hi\"""#,
-        );
+    fn plain_and_quoted_values_are_split_and_unescaped() {
+        let line = AuditLine::parse(
+            r#"event=auth_failure user=alice uid=1000 reason="wrong code" note="say \"hi\"" device="\x1b]0;x\x07""#,
+        )
+        .unwrap();
+        assert_eq!(line.event, "auth_failure");
         let want: Vec<(String, String)> = [
-            ("event", "auth_failure"),
             ("user", "alice"),
             ("uid", "1000"),
             ("reason", "wrong code"),
             ("note", "say \"hi\""),
+            ("device", "\u{1b}]0;x\u{7}"),
         ]
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-        assert_eq!(got, want);
+        assert_eq!(line.fields, want);
         assert_eq!(
             field("event=x rhost=127.0.0.1", "rhost").as_deref(),
             Some("127.0.0.1")
         );
         assert_eq!(field("event=x", "user"), None);
+        assert_eq!(AuditLine::parse("no fields here"), None);
     }
 
     #[test]

@@ -9,7 +9,6 @@
 // Each test file uses a different part of this module.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,6 +18,7 @@ use mfa_core::config::Config;
 use mfa_core::fsutil::FileTrust;
 use mfa_core::keys::MasterKey;
 use mfa_core::store::Store;
+pub use pam_mfa_e2e::audit::AuditLine;
 use pam_mfa_e2e::syslog::AUTHPRIV;
 use pam_mfa_e2e::{
     oathtool_code, sandbox, unix_now, LogLine, Prompt, Sandbox, Style, TestUser, Transcript,
@@ -235,78 +235,6 @@ pub fn texts(t: &Transcript, style: Style) -> Vec<String> {
         .filter(|m| m.style == style)
         .map(|m| m.msg)
         .collect()
-}
-
-/// One audit line of pam_mfa, split into its fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditLine {
-    /// The `event=` value.
-    pub event: String,
-    /// Every other field.
-    pub fields: BTreeMap<String, String>,
-}
-
-impl AuditLine {
-    /// Parses `key=value key="quoted value" ...`; `None` if it is not an
-    /// audit line.
-    pub fn parse(message: &str) -> Option<AuditLine> {
-        let mut fields = BTreeMap::new();
-        let mut rest = message;
-        loop {
-            rest = rest.trim_start_matches(' ');
-            if rest.is_empty() {
-                break;
-            }
-            let (key, after) = rest.split_once('=')?;
-            if key.is_empty() || key.contains(' ') {
-                return None;
-            }
-            let (value, after) = if let Some(quoted) = after.strip_prefix('"') {
-                unquote(quoted)?
-            } else {
-                let end = after.find(' ').unwrap_or(after.len());
-                (after[..end].to_owned(), &after[end..])
-            };
-            fields.insert(key.to_owned(), value);
-            rest = after;
-        }
-        let event = fields.remove("event")?;
-        Some(AuditLine { event, fields })
-    }
-
-    /// The value of `key`, if present.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.fields.get(key).map(String::as_str)
-    }
-}
-
-/// Reads a quoted value up to its closing quote; returns it unescaped and
-/// what follows.
-fn unquote(text: &str) -> Option<(String, &str)> {
-    let mut value = Vec::new();
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' => return Some((String::from_utf8_lossy(&value).into_owned(), &text[i + 1..])),
-            b'\\' => {
-                match bytes.get(i + 1)? {
-                    b'x' => {
-                        let hex = text.get(i + 2..i + 4)?;
-                        value.push(u8::from_str_radix(hex, 16).ok()?);
-                        i += 2;
-                    }
-                    other => value.push(*other),
-                }
-                i += 2;
-            }
-            b => {
-                value.push(b);
-                i += 1;
-            }
-        }
-    }
-    None
 }
 
 /// The syslog level each event is documented with (`docs/pam_mfa.md`).
