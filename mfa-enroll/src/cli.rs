@@ -390,7 +390,16 @@ pub struct EnrollArgs {
     /// "default"; a user is asked).
     #[arg(long, value_name = "NAME")]
     pub device: Option<String>,
-    /// How to draw the QR code (default: `enrollment.qr` of the config).
+    /// How to draw the QR code (default: `enrollment.qr` of the config;
+    /// utf8 becomes ascii unless the locale is UTF-8).
+    ///
+    /// Without --qr the style is `enrollment.qr` of the config (utf8
+    /// unless set), except that utf8 becomes ascii when the terminal's
+    /// character set is not UTF-8: the first of `LC_ALL`, `LC_CTYPE` and
+    /// `LANG` that is set and not empty must end in .UTF-8 or .utf8 (any
+    /// case; an @modifier may follow). C, POSIX, no locale at all and any
+    /// other character set get ascii, since such a terminal shows the
+    /// UTF-8 blocks as garbage. A configured none stays none.
     #[arg(long, value_enum, value_name = "STYLE")]
     pub qr: Option<QrArg>,
     /// Print one JSON object (secret, otpauth URI, recovery codes) and ask

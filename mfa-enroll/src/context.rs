@@ -2,11 +2,12 @@
 //! configuration, master key and store, the audit log, reading a response
 //! and writing output. Below the commands: it imports none of them.
 
+use std::ffi::OsString;
 use std::io::{self, BufRead, Read as _, Write};
 use std::path::Path;
 
 use mfa_core::audit::{self, Event, EventKind};
-use mfa_core::config::Config;
+use mfa_core::config::{Config, QrStyle};
 use mfa_core::fsutil::FileTrust;
 use mfa_core::input::MAX_INPUT_BYTES;
 use mfa_core::keys::MasterKey;
@@ -167,6 +168,44 @@ pub(crate) fn hostname() -> Result<String, CliError> {
     Ok(host.to_string_lossy().into_owned())
 }
 
+/// How to draw the QR code on the terminal `mfa-enroll` runs in: as
+/// `--qr` says when it is given; otherwise `enrollment.qr` of the config,
+/// except that UTF-8 blocks become ASCII when the locale's character set
+/// is not UTF-8 (`LANG=C` in a root shell or on a minimal server shows the
+/// blocks as garbage). `none` stays none: the administrator chose not to
+/// show the code, and the locale says nothing about that. The setting
+/// itself stays the module's, which cannot see the client's terminal.
+pub(crate) fn qr_style(flag: Option<QrStyle>, configured: QrStyle) -> QrStyle {
+    flag.unwrap_or_else(|| for_locale(configured, locale_is_utf8(|name| std::env::var_os(name))))
+}
+
+/// `configured`, with UTF-8 blocks made ASCII unless `utf8`.
+fn for_locale(configured: QrStyle, utf8: bool) -> QrStyle {
+    match configured {
+        QrStyle::Utf8 if !utf8 => QrStyle::Ascii,
+        other => other,
+    }
+}
+
+/// Whether the locale's character set is UTF-8, looked up as the C
+/// library looks up `LC_CTYPE`: the first of `LC_ALL`, `LC_CTYPE` and
+/// `LANG` that is set and not empty, whose codeset (after the `.`, before
+/// any `@modifier`) is `UTF-8` or `utf8` in any case. `C`, `POSIX`, no
+/// value at all or any other codeset is not UTF-8.
+fn locale_is_utf8(var: impl Fn(&str) -> Option<OsString>) -> bool {
+    let Some(value) = ["LC_ALL", "LC_CTYPE", "LANG"]
+        .into_iter()
+        .find_map(|name| var(name).filter(|v| !v.is_empty()))
+    else {
+        return false;
+    };
+    let value = value.to_string_lossy();
+    let name = value.split_once('@').map_or(&*value, |(name, _)| name);
+    name.rsplit_once('.').is_some_and(|(_, codeset)| {
+        codeset.eq_ignore_ascii_case("UTF-8") || codeset.eq_ignore_ascii_case("utf8")
+    })
+}
+
 /// Reads one line, without its line ending, bounded so a runaway input
 /// cannot fill memory: anything past the bound makes the line too long for
 /// a code, which [`mfa_core::input::parse_totp`] then refuses.
@@ -215,5 +254,72 @@ mod tests {
         };
         assert_eq!(named.describe(), "bob (uid 7)");
         assert_eq!(Who { uid: 7, name: None }.describe(), "uid 7");
+    }
+
+    fn utf8_with(vars: &[(&str, &str)]) -> bool {
+        locale_is_utf8(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| OsString::from(v))
+        })
+    }
+
+    #[test]
+    fn the_locale_is_utf8_only_when_its_codeset_says_so() {
+        for yes in [
+            "C.UTF-8",
+            "C.utf8",
+            "en_US.UTF-8",
+            "en_GB.Utf8",
+            "de_DE.UTF-8@euro",
+        ] {
+            assert!(utf8_with(&[("LANG", yes)]), "{yes}");
+        }
+        for no in [
+            "C",
+            "POSIX",
+            "",
+            "en_US",
+            "en_US.ISO-8859-1",
+            "UTF-8",
+            "C.UTF-16",
+        ] {
+            assert!(!utf8_with(&[("LANG", no)]), "{no}");
+        }
+        assert!(!utf8_with(&[]));
+    }
+
+    #[test]
+    fn lc_all_then_lc_ctype_then_lang_decide() {
+        assert!(utf8_with(&[
+            ("LC_ALL", "C.UTF-8"),
+            ("LC_CTYPE", "C"),
+            ("LANG", "C")
+        ]));
+        assert!(!utf8_with(&[
+            ("LC_ALL", "C"),
+            ("LC_CTYPE", "C.UTF-8"),
+            ("LANG", "C.UTF-8")
+        ]));
+        assert!(utf8_with(&[("LC_CTYPE", "C.UTF-8"), ("LANG", "C")]));
+        assert!(!utf8_with(&[("LC_CTYPE", "C"), ("LANG", "C.UTF-8")]));
+        // An empty variable counts as unset.
+        assert!(utf8_with(&[
+            ("LC_ALL", ""),
+            ("LC_CTYPE", ""),
+            ("LANG", "C.UTF-8")
+        ]));
+    }
+
+    #[test]
+    fn only_utf8_blocks_give_way_to_the_locale() {
+        assert_eq!(for_locale(QrStyle::Utf8, true), QrStyle::Utf8);
+        assert_eq!(for_locale(QrStyle::Utf8, false), QrStyle::Ascii);
+        for utf8 in [true, false] {
+            assert_eq!(for_locale(QrStyle::Ascii, utf8), QrStyle::Ascii);
+            assert_eq!(for_locale(QrStyle::None, utf8), QrStyle::None);
+        }
+        assert_eq!(qr_style(Some(QrStyle::None), QrStyle::Utf8), QrStyle::None);
+        assert_eq!(qr_style(Some(QrStyle::Utf8), QrStyle::None), QrStyle::Utf8);
     }
 }

@@ -11,7 +11,9 @@ use mfa_core::qr;
 use zeroize::Zeroizing;
 
 use crate::cli::{EnrollArgs, Target};
-use crate::context::{hostname, log, open_user, read_response, resolve, write_out, Admin};
+use crate::context::{
+    hostname, log, open_user, qr_style, read_response, resolve, write_out, Admin,
+};
 use crate::error::CliError;
 use crate::render;
 
@@ -49,10 +51,15 @@ pub fn enroll(
 
     if !args.json {
         // The drawing encodes the secret: wiped when dropped.
-        let qr_lines = Zeroizing::new(match qr::render(provision.uri(), config.enrollment.qr) {
-            Ok(lines) => lines,
-            Err(e) => vec![e.to_string()],
-        });
+        let qr_lines = Zeroizing::new(
+            match qr::render(
+                provision.uri(),
+                qr_style(args.qr.map(Into::into), config.enrollment.qr),
+            ) {
+                Ok(lines) => lines,
+                Err(e) => vec![e.to_string()],
+            },
+        );
         write_out(
             out,
             &render::enroll_instructions(&who, &provision, &qr_lines),

@@ -23,7 +23,7 @@ use mfa_core::spool;
 use mfa_core::totp::TotpParams;
 use zeroize::Zeroizing;
 
-use crate::context::{hostname, load_config, read_response, write_out, Who};
+use crate::context::{self, hostname, load_config, read_response, write_out, Who};
 use crate::error::CliError;
 use crate::render;
 
@@ -177,7 +177,10 @@ pub fn enroll(
     let mut provision = admin::provision(&config, &request, SystemClock.now())?;
     // The drawing encodes the secret: wiped when dropped.
     let qr_lines = Zeroizing::new(
-        match qr::render(provision.uri(), qr_style.unwrap_or(config.enrollment.qr)) {
+        match qr::render(
+            provision.uri(),
+            context::qr_style(qr_style, config.enrollment.qr),
+        ) {
             Ok(lines) => lines,
             Err(e) => vec![e.to_string()],
         },

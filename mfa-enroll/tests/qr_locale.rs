@@ -1,6 +1,6 @@
 //! How `mfa-enroll` draws the QR code for the terminal it runs in: UTF-8
-//! blocks only when the locale's character set is UTF-8 (LC_ALL, then
-//! LC_CTYPE, then LANG), ASCII otherwise, unless `--qr` says; and
+//! blocks only when the locale's character set is UTF-8 (`LC_ALL`, then
+//! `LC_CTYPE`, then `LANG`), ASCII otherwise, unless `--qr` says; and
 //! `enrollment.qr = "none"` stays none. The real binary, as root and as
 //! `nobody`, with the locale variables set explicitly for each run.
 
@@ -80,9 +80,11 @@ fn user_enrolls(host: &Host, extra: &[&str], locale: &[(&str, &str)]) -> Drawn {
 fn host_with_qr_setting(setting: Option<&str>) -> Host {
     let host = Host::new();
     if let Some(style) = setting {
-        let mut config = std::fs::read_to_string(&host.config).unwrap();
-        config.push_str(&format!("\n[enrollment]\nqr = \"{style}\"\n"));
-        write(&host.config, &config);
+        let config = std::fs::read_to_string(&host.config).unwrap();
+        write(
+            &host.config,
+            &format!("{config}\n[enrollment]\nqr = \"{style}\"\n"),
+        );
     }
     host
 }
