@@ -8,10 +8,13 @@
 //! Debian's static system accounts (base-passwd): www-data, backup, list,
 //! irc and nobody.
 
+mod common;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use common::{assert_snapshot, transcript};
 use mfa_core::clock::{Clock, SystemClock};
 use mfa_core::codec::hex_encode;
 use mfa_core::fsutil::FileTrust;
@@ -227,33 +230,8 @@ fn normalize_output(host: &Host, text: &str) -> String {
 /// tests/snapshots/`name`.txt.
 fn snapshot(host: &Host, name: &str, args: &[&str]) -> Output {
     let out = host.run(args);
-    let transcript = format!(
-        "$ mfa-enroll {}exit status: {}\n--- stdout\n{}--- stderr\n{}",
-        normalize_output(host, &args.join(" ")),
-        out.status.code().map_or("signal".into(), |c| c.to_string()),
-        normalize_output(host, &stdout(&out)),
-        normalize_output(host, &stderr(&out)),
-    );
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/snapshots")
-        .join(format!("{name}.txt"));
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &transcript).unwrap();
-    } else {
-        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; run UPDATE_SNAPSHOTS=1 cargo test to create it",
-                path.display()
-            )
-        });
-        assert_eq!(
-            transcript,
-            want,
-            "output differs from {}; if the change is intended, run UPDATE_SNAPSHOTS=1 cargo test",
-            path.display()
-        );
-    }
+    let transcript = transcript("", args, &out, |text| normalize_output(host, text));
+    assert_snapshot(name, &transcript);
     out
 }
 

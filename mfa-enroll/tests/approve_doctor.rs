@@ -18,7 +18,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{oathtool, set_mode, stderr, stdout, write, Host, UID, USER};
+use common::{
+    assert_snapshot, oathtool, set_mode, stderr, stdout, transcript, write, Host, UID, USER,
+};
 use mfa_core::fsutil::FileTrust;
 use mfa_core::store::Store;
 use serde_json::Value;
@@ -141,32 +143,10 @@ exec "$@""#;
 /// compared with tests/snapshots/`name`.txt.
 fn snapshot(host: &Host, name: &str, args: &[&str], out: &Output) {
     let dir = host.dir.path().display().to_string();
-    let transcript = format!(
-        "$ mfa-enroll {}\nexit status: {}\n--- stdout\n{}--- stderr\n{}",
-        args.join(" "),
-        out.status.code().map_or("signal".into(), |c| c.to_string()),
-        stdout(out).replace(&dir, "<dir>"),
-        stderr(out).replace(&dir, "<dir>"),
+    assert_snapshot(
+        name,
+        &transcript("", args, out, |t| t.replace(&dir, "<dir>")),
     );
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/snapshots")
-        .join(format!("{name}.txt"));
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::write(&path, &transcript).unwrap();
-    } else {
-        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; run UPDATE_SNAPSHOTS=1 cargo test to create it",
-                path.display()
-            )
-        });
-        assert_eq!(
-            transcript,
-            want,
-            "output differs from {}; if the change is intended, run UPDATE_SNAPSHOTS=1 cargo test",
-            path.display()
-        );
-    }
 }
 
 /// The findings of a `doctor --json` about `area`, as (level, message, fix).

@@ -12,7 +12,7 @@ mod common;
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Output, Stdio};
 
 use mfa_core::clock::{Clock, SystemClock};
@@ -24,7 +24,9 @@ use mfa_core::spool::MAX_PENDING_FILE;
 use mfa_core::totp::time_step;
 use zeroize::Zeroizing;
 
-use common::{oathtool, stderr, stdout, Host, CODE_PROMPT, NAME_PROMPT, UID};
+use common::{
+    assert_snapshot, oathtool, stderr, stdout, transcript, Host, CODE_PROMPT, NAME_PROMPT, UID,
+};
 
 /// A host ready for self-service: with the spool.
 fn ready() -> Host {
@@ -82,32 +84,10 @@ fn codes_in(text: &str) -> Vec<String> {
 /// compared with tests/snapshots/`name`.txt.
 fn snapshot(host: &Host, name: &str, who: &str, args: &[&str], out: &Output) {
     let dir = host.dir.path().display().to_string();
-    let transcript = format!(
-        "{who}$ mfa-enroll{}\nexit status: {}\n--- stdout\n{}--- stderr\n{}",
-        args.iter().flat_map(|a| [" ", a]).collect::<String>(),
-        out.status.code().map_or("signal".into(), |c| c.to_string()),
-        stdout(out).replace(&dir, "<dir>"),
-        stderr(out).replace(&dir, "<dir>"),
+    assert_snapshot(
+        name,
+        &transcript(who, args, out, |t| t.replace(&dir, "<dir>")),
     );
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/snapshots")
-        .join(format!("{name}.txt"));
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::write(&path, &transcript).unwrap();
-    } else {
-        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; run UPDATE_SNAPSHOTS=1 cargo test to create it",
-                path.display()
-            )
-        });
-        assert_eq!(
-            transcript,
-            want,
-            "output differs from {}; if the change is intended, run UPDATE_SNAPSHOTS=1 cargo test",
-            path.display()
-        );
-    }
 }
 
 #[test]

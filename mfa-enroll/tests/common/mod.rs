@@ -229,3 +229,47 @@ impl Host {
         (before, done)
     }
 }
+
+/// A run as it reads in a snapshot: the command line after `prompt`, the
+/// exit status, stdout and stderr, each passed through `clean` (which makes
+/// them the same across runs and machines).
+pub fn transcript(
+    prompt: &str,
+    args: &[&str],
+    out: &Output,
+    clean: impl Fn(&str) -> String,
+) -> String {
+    let line: String = args.iter().flat_map(|a| [" ", a]).collect();
+    format!(
+        "{prompt}$ mfa-enroll{}\nexit status: {}\n--- stdout\n{}--- stderr\n{}",
+        clean(&line).trim_end_matches('\n'),
+        out.status.code().map_or("signal".into(), |c| c.to_string()),
+        clean(&stdout(out)),
+        clean(&stderr(out)),
+    )
+}
+
+/// Compares `transcript` with tests/snapshots/`name`.txt, or writes it
+/// there when `UPDATE_SNAPSHOTS` is set: one scenario, one small file.
+pub fn assert_snapshot(name: &str, transcript: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(format!("{name}.txt"));
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, transcript).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run UPDATE_SNAPSHOTS=1 cargo test to create it",
+            path.display()
+        )
+    });
+    assert_eq!(
+        transcript,
+        want,
+        "output differs from {}; if the change is intended, run UPDATE_SNAPSHOTS=1 cargo test",
+        path.display()
+    );
+}
