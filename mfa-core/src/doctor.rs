@@ -705,14 +705,13 @@ pub fn check_policy(config: &Config) -> Vec<Finding> {
             ));
         }
     }
-    let g = &config.groups;
-    if !g.require.is_empty() && policy::strictest(base, g.require_policy) != g.require_policy {
+    if policy::require_policy_overridden(config) {
         out.push(finding(
             Level::Warning,
             "config",
             format!(
                 "groups.require_policy = \"{}\" has no effect: policy.not_configured = \"{base}\" is stricter and applies to members of groups.require too",
-                g.require_policy
+                config.groups.require_policy
             ),
             "set groups.require_policy = \"deny\", or remove groups.require",
         ));

@@ -14,8 +14,9 @@
 //! authenticator, the store or the name service is gone. Every use is
 //! logged at alert level by the flow.
 //!
-//! The login flow and `mfa-enroll doctor` ask [`effective`]; nothing else
-//! combines these settings.
+//! The login flow and `mfa-enroll doctor` ask [`effective`] (doctor also
+//! [`unenrolled_policies`] and [`require_policy_overridden`], both built on
+//! the same rule); nothing else combines these settings.
 
 use crate::config::{Config, NotConfigured};
 
@@ -70,6 +71,15 @@ pub fn unenrolled_policies(config: &Config, service: &str) -> Vec<NotConfigured>
         }
     }
     policies
+}
+
+/// Whether `groups.require_policy` never applies, for `mfa-enroll doctor`:
+/// `[policy] not_configured` is stricter, and the strictest wins, so members
+/// of `groups.require` meet the base policy (or a stricter service table).
+pub fn require_policy_overridden(config: &Config) -> bool {
+    let g = &config.groups;
+    !g.require.is_empty()
+        && strictest(config.policy.not_configured, g.require_policy) != g.require_policy
 }
 
 /// Whether [`effective`] needs the user's groups. Group lookups can scan
@@ -296,6 +306,24 @@ mod tests {
         let mut c = config(Configure, None, Deny);
         c.groups.require.clear();
         assert_eq!(unenrolled_policies(&c, "sudo"), [Configure]);
+    }
+
+    #[test]
+    fn doctor_sees_a_require_policy_looser_than_the_base_one() {
+        use NotConfigured::{Configure, Deny, Skip};
+        assert!(require_policy_overridden(&config(Deny, None, Configure)));
+        assert!(!require_policy_overridden(&config(
+            Configure, None, Configure
+        )));
+        assert!(!require_policy_overridden(&config(Skip, None, Deny)));
+        assert!(!require_policy_overridden(&config(
+            Configure,
+            Some(Deny),
+            Deny
+        )));
+        let mut c = config(Deny, None, Configure);
+        c.groups.require.clear();
+        assert!(!require_policy_overridden(&c));
     }
 
     #[test]
