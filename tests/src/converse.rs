@@ -458,7 +458,43 @@ fn parse(text: &str) -> Entry {
     serde_json::from_str(text).map_or_else(|_| Entry::Unparsed(text.to_owned()), Entry::Line)
 }
 
+/// What pam_unix asks for the password.
+pub const PASSWORD_PROMPT: &str = "Password: ";
+
+/// Answers pam_unix's password prompt with `password` and every other
+/// prompt with what `code` returns then.
+pub fn password_and<'a>(
+    password: &'a str,
+    mut code: impl FnMut() -> String + 'a,
+) -> impl FnMut(&Prompt) -> Option<String> + 'a {
+    move |p: &Prompt| {
+        Some(if p.msg == PASSWORD_PROMPT {
+            password.to_owned()
+        } else {
+            code()
+        })
+    }
+}
+
 impl Sandbox {
+    /// A login as the tests tell it: `pam_authenticate` then
+    /// `pam_acct_mgmt` on `service` for `user`, the password prompt
+    /// answered with `password` and every other prompt with what `code`
+    /// returns then. The one login helper of the end-to-end tests.
+    pub fn login<'a>(
+        &self,
+        service: &str,
+        user: &'a str,
+        password: &'a str,
+        code: impl FnMut() -> String + 'a,
+    ) -> Transcript {
+        self.converse(
+            Converse::new(service, user)
+                .ops(&[Op::Authenticate, Op::AcctMgmt])
+                .answer_with(password_and(password, code)),
+        )
+    }
+
     /// Runs `pam-converse` as `req` says, inside the namespace.
     pub fn converse(&self, req: Converse<'_>) -> Transcript {
         let script = match &req.answers {

@@ -18,19 +18,14 @@ use pam_mfa_e2e::{oathtool_code, Converse, Op, PamCode, Style, TestUser, Transcr
 const POLICIES: [&str; 3] = ["skip", "configure", "deny"];
 const CONTROLS: [&str; 2] = ["requisite", "required"];
 
-/// Authenticate and account management with the right password and, for
-/// anything else asked, what `code` returns.
+/// A login of `user` with their password and `code` at every other prompt.
 fn login<'a>(
     sb: &pam_mfa_e2e::Sandbox,
     service: &str,
     user: &'a TestUser,
     code: impl FnMut() -> String + 'a,
 ) -> Transcript {
-    sb.converse(
-        Converse::new(service, user.name())
-            .ops(&[Op::Authenticate, Op::AcctMgmt])
-            .answer_with(password_and(user.password(), code)),
-    )
+    sb.login(service, user.name(), user.password(), code)
 }
 
 // ---------------------------------------------------------------------------

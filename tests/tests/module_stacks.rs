@@ -13,7 +13,7 @@ use common::{
     record_path, sandbox_with, status, wrong_code, CODE_PROMPT, FAST, NEW_DEVICE_PROMPT,
     PASSWORD_PROMPT,
 };
-use pam_mfa_e2e::{sandbox, Converse, Op, PamCode, Sandbox, Style, TestUser, Transcript};
+use pam_mfa_e2e::{sandbox, Converse, Op, PamCode, Sandbox, Style, TestUser};
 use serde_json::Value;
 
 /// Installs `config/pam.d/<name>` of this repository as the sandbox's
@@ -56,22 +56,6 @@ fn install_example(sb: &Sandbox, name: &str) {
     sb.service(name, &stack);
 }
 
-/// Authenticate and account management; answers the password prompt with
-/// `password` and anything else with what `code` returns then.
-fn login<'a>(
-    sb: &Sandbox,
-    service: &str,
-    user: &'a str,
-    password: &'a str,
-    code: impl FnMut() -> String + 'a,
-) -> Transcript {
-    sb.converse(
-        Converse::new(service, user)
-            .ops(&[Op::Authenticate, Op::AcctMgmt])
-            .answer_with(common::password_and(password, code)),
-    )
-}
-
 // ---------------------------------------------------------------------------
 // config/pam.d/sudo: common-auth (the password), then the code
 
@@ -81,7 +65,7 @@ fn the_sudo_example_wants_the_password_then_the_code() {
     let user = TestUser::create("stksudo");
     let device = enroll(&sb, &user);
     install_example(&sb, "sudo");
-    let t = login(&sb, "sudo", user.name(), user.password(), || {
+    let t = sb.login("sudo", user.name(), user.password(), || {
         code_now(&device.secret)
     });
     t.assert_success()
@@ -100,7 +84,7 @@ fn the_sudo_example_refuses_a_wrong_code() {
     let device = enroll(&sb, &user);
     install_example(&sb, "sudo");
     let wrong = wrong_code(&device.secret);
-    let t = login(&sb, "sudo", user.name(), user.password(), || wrong.clone());
+    let t = sb.login("sudo", user.name(), user.password(), || wrong.clone());
     t.assert_rc(Op::Authenticate, PamCode::AUTH_ERR)
         .assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
     expect_event(&t, "auth_failure", &[("service", "sudo")]);
@@ -112,7 +96,7 @@ fn the_sudo_example_never_asks_for_the_code_after_a_wrong_password() {
     let user = TestUser::create("stksudop");
     let device = enroll(&sb, &user);
     install_example(&sb, "sudo");
-    let t = login(&sb, "sudo", user.name(), "not the password", || {
+    let t = sb.login("sudo", user.name(), "not the password", || {
         code_now(&device.secret)
     });
     t.assert_rc(Op::Authenticate, PamCode::AUTH_ERR)
@@ -125,7 +109,7 @@ fn the_sudo_example_under_skip_lets_an_unenrolled_user_in_on_the_password() {
     let sb = fast_sandbox();
     let user = TestUser::create("stksudos");
     install_example(&sb, "sudo");
-    let t = login(&sb, "sudo", user.name(), user.password(), String::new);
+    let t = sb.login("sudo", user.name(), user.password(), String::new);
     t.assert_success().assert_prompts(&[PASSWORD_PROMPT]);
     expect_event(&t, "auth_skipped", &[("service", "sudo")]);
 }
@@ -156,9 +140,7 @@ fn the_sudo_example_under_configure_enrolls_and_commits_in_its_account_line() {
     expect_event(&t, "device_enrolled", &[("service", "sudo")]);
     assert!(status(&sb, user.uid()).enrolled);
     let secret = secret.expect("a secret was shown");
-    let next = login(&sb, "sudo", user.name(), user.password(), || {
-        code_next(&secret)
-    });
+    let next = sb.login("sudo", user.name(), user.password(), || code_next(&secret));
     next.assert_success()
         .assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
 }
@@ -252,8 +234,7 @@ fn the_sshd_password_and_code_example_wants_both() {
     let user = TestUser::create("stkpwc");
     let device = enroll(&sb, &user);
     install_example(&sb, "sshd.password-and-code");
-    let t = login(
-        &sb,
+    let t = sb.login(
         "sshd.password-and-code",
         user.name(),
         user.password(),
@@ -271,8 +252,7 @@ fn the_sshd_password_and_code_example_refuses_a_wrong_code() {
     let device = enroll(&sb, &user);
     install_example(&sb, "sshd.password-and-code");
     let wrong = wrong_code(&device.secret);
-    let t = login(
-        &sb,
+    let t = sb.login(
         "sshd.password-and-code",
         user.name(),
         user.password(),
@@ -288,8 +268,7 @@ fn the_sshd_password_and_code_example_never_asks_for_the_code_after_a_wrong_pass
     let user = TestUser::create("stkpwcp");
     let device = enroll(&sb, &user);
     install_example(&sb, "sshd.password-and-code");
-    let t = login(
-        &sb,
+    let t = sb.login(
         "sshd.password-and-code",
         user.name(),
         "not the password",

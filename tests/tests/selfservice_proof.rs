@@ -30,6 +30,7 @@ use mfa_core::keys::EnrollmentPublicKey;
 use mfa_core::pending::{Pending, Proof, Request};
 use mfa_core::totp;
 use pam_mfa_e2e::audit::{count_events, expect_event};
+use pam_mfa_e2e::converse::PASSWORD_PROMPT;
 use pam_mfa_e2e::process::{self, Run};
 use pam_mfa_e2e::selfservice::{recovery_codes_shown, UserMfaEnroll, REGENERATE_PROMPT};
 use pam_mfa_e2e::sudo::{password_prompt, TRY_AGAIN};
@@ -104,19 +105,9 @@ fn sudo_host(policy: &str, users: &[&TestUser]) -> Sandbox {
 /// A login of `user` on [`LOUD`] (no `PAM_SILENT`) with the password and
 /// `code` at the one code prompt; fails the test unless it succeeds.
 fn loud_login(sb: &Sandbox, user: &TestUser, code: &str) -> Transcript {
-    let t = sb.converse(
-        Converse::new(LOUD, user.name())
-            .ops(&[Op::Authenticate, Op::AcctMgmt])
-            .answer_with(|p| {
-                Some(if p.msg == "Password: " {
-                    user.password().to_owned()
-                } else {
-                    code.to_owned()
-                })
-            }),
-    );
+    let t = sb.login(LOUD, user.name(), user.password(), || code.to_owned());
     t.assert_success()
-        .assert_prompts(&["Password: ", CODE_PROMPT]);
+        .assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
     t
 }
 

@@ -19,9 +19,11 @@ use mfa_core::fsutil::FileTrust;
 use mfa_core::keys::MasterKey;
 use mfa_core::store::Store;
 pub use pam_mfa_e2e::audit::AuditLine;
+#[allow(unused_imports)] // each test file uses part of this module
+pub use pam_mfa_e2e::converse::{password_and, PASSWORD_PROMPT};
 use pam_mfa_e2e::syslog::AUTHPRIV;
 use pam_mfa_e2e::{
-    oathtool_code, sandbox, unix_now, LogLine, Prompt, Sandbox, Style, TestUser, Transcript,
+    oathtool_code, sandbox, unix_now, LogLine, Sandbox, Style, TestUser, Transcript,
 };
 
 /// How long to wait for a syslog line.
@@ -32,7 +34,6 @@ pub const CODE_PROMPT: &str = "Verification code: ";
 /// pam_mfa's prompt for the first code of a device enrolled at login.
 pub const NEW_DEVICE_PROMPT: &str = "Verification code from the new app: ";
 /// `pam_unix`'s prompt.
-pub const PASSWORD_PROMPT: &str = "Password: ";
 
 /// Throttle settings that keep tests fast: no failure delay, and room for
 /// a few wrong answers before back-off starts.
@@ -211,21 +212,6 @@ pub fn password_then_code(sb: &Sandbox, service: &str, control: &str) {
             sb.pam_mfa_line("account required", ""),
         ),
     );
-}
-
-/// Answers `pam_unix`'s prompt with the password and anything else with
-/// what `code` returns at that moment.
-pub fn password_and<'a>(
-    password: &'a str,
-    mut code: impl FnMut() -> String + 'a,
-) -> impl FnMut(&Prompt) -> Option<String> + 'a {
-    move |p: &Prompt| {
-        Some(if p.msg == PASSWORD_PROMPT {
-            password.to_owned()
-        } else {
-            code()
-        })
-    }
 }
 
 /// The text of every message of `style` in the transcript.
