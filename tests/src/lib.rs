@@ -30,6 +30,7 @@ pub mod app;
 pub mod audit;
 pub mod codes;
 pub mod converse;
+pub mod docs;
 pub mod enroll;
 pub mod libpam;
 pub mod namespace;
