@@ -6,6 +6,9 @@
 //! pam-auth-update, enrolls a user with the installed mfa-enroll, logs in
 //! through the installed module with pamtester (password, then a code from
 //! oathtool), removes the package and purges it, and checks what is left.
+//! A second test runs the console examples of README.md and
+//! docs/guide-sshd-sudo.md in such a system, as written, and compares their
+//! output with the pages (`pam_mfa_e2e::docs`).
 //!
 //! Needs root, `debootstrap` and `make`, and on the first run the Debian
 //! mirror (`PAM_MFA_DEBIAN_MIRROR`, default `http://deb.debian.org/debian`):
@@ -22,11 +25,12 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::libc;
+use pam_mfa_e2e::docs;
 use pam_mfa_e2e::process::{self, Run};
 use pam_mfa_e2e::{require_root, sandbox, Sandbox};
 use serde_json::Value;
@@ -827,4 +831,127 @@ fn the_package_is_lintian_clean() {
         })
         .collect();
     assert!(run.success() && tags.is_empty(), "{run}");
+}
+
+/// The console examples of README.md and docs/guide-sshd-sudo.md, run as
+/// written in a clean Debian 12 with the package installed, in page order
+/// (README first), each compared with the output the page shows (see
+/// `pam_mfa_e2e::docs` for the placeholders). The pages' own words say
+/// what to do before an example (install the package, create the user,
+/// edit a stack); where a step is described rather than shown, a
+/// `doc-test setup` comment in the page does it.
+#[test]
+fn the_readme_and_the_guide_console_examples_print_what_they_show() {
+    require_root();
+    let deb = make_deb();
+    let cache = deb
+        .parent()
+        .and_then(Path::parent)
+        .expect("the package is in <target>/debian/")
+        .join("package-test");
+    fs::create_dir_all(&cache).expect("cannot make the test's cache directory");
+    let system = System::new(&cache);
+    fs::copy(&deb, system.host_path("/tmp/pam-mfa.deb")).expect("cannot copy the package in");
+    // README's Quickstart: `make install`, which ends in this.
+    apt_install(&system, &[]);
+    // The guide's user, with a password and a home, as on a real host.
+    system.must_sh(&format!(
+        "useradd --create-home --shell /bin/sh {USER}\necho '{USER}:{PASSWORD}' | chpasswd"
+    ));
+
+    let mut ran = 0;
+    let mut mismatches = Vec::new();
+    for page in ["README.md", "docs/guide-sshd-sudo.md"] {
+        for example in docs::examples(&workspace().join(page)) {
+            if let Some(setup) = &example.setup {
+                system.must_sh(setup);
+            }
+            let output = run_example(&system, &example);
+            ran += 1;
+            if let Err(mismatch) = example.compare(&output) {
+                mismatches.push(mismatch.to_string());
+            }
+        }
+    }
+    assert!(ran > 0, "no console examples found");
+    assert!(
+        mismatches.is_empty(),
+        "{} of {ran} console examples differ from their pages:\n\n{}",
+        mismatches.len(),
+        mismatches.join("\n\n")
+    );
+}
+
+/// Runs one example inside `system`, as root or as [`USER`], and returns
+/// what it printed (stdout and stderr in order). An example that types a
+/// code gets the one oathtool computes for the secret it printed, once its
+/// prompt appeared; the code is put into the output after the prompt, as a
+/// terminal's echo would show it.
+fn run_example(system: &System, example: &docs::Example) -> String {
+    let script = format!("exec 2>&1\n{}", example.command);
+    let mut cmd = system.command("timeout");
+    cmd.args(["--signal=KILL", "120"]);
+    if example.who == docs::As::User {
+        cmd.args(["runuser", "-u", USER, "--"]);
+    }
+    cmd.args(["sh", "-c", &script]);
+    let command = format!("{} ({})", example.command, example.place());
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let output = Arc::clone(&output);
+        let mut stdout = child.stdout.take().expect("piped");
+        thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                output
+                    .lock()
+                    .expect("not poisoned")
+                    .extend_from_slice(&chunk[..n]);
+            }
+        })
+    };
+    let stderr = drain(child.stderr.take().expect("piped"));
+    let mut stdin = child.stdin.take().expect("piped");
+    let printed = || String::from_utf8_lossy(&output.lock().expect("not poisoned")).into_owned();
+    let mut typed = None;
+    if let Some(prompt) = example.code_prompt() {
+        let start = Instant::now();
+        while !printed().contains(prompt) {
+            let exited = child.try_wait().map_or(true, |s| s.is_some());
+            assert!(
+                !exited && start.elapsed() < Duration::from_secs(120),
+                "{command}: the prompt {prompt:?} never came:\n{}",
+                printed()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+        let secret = example
+            .secret_in(&printed())
+            .unwrap_or_else(|| panic!("{command}: no secret before the prompt:\n{}", printed()));
+        let code = system.code(&secret);
+        stdin
+            .write_all(format!("{code}\n").as_bytes())
+            .unwrap_or_else(|e| panic!("{command}: cannot type the code: {e}"));
+        typed = Some((prompt, code));
+    }
+    drop(stdin);
+    child.wait().expect("cannot wait for the example");
+    reader.join().expect("the reader does not panic");
+    let mut text = printed();
+    if let Some((prompt, code)) = typed {
+        let at = text.find(prompt).expect("seen above") + prompt.len();
+        text.insert_str(at, &code);
+    }
+    let stderr = stderr.join().unwrap_or_default();
+    assert!(stderr.is_empty(), "{command}: could not run:\n{stderr}");
+    text
 }
