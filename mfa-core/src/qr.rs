@@ -71,15 +71,18 @@ pub fn render(text: &str, style: QrStyle) -> Result<Vec<String>, QrError> {
 /// code travels through PAM conversations that limit the size of one
 /// message (512 bytes in Linux-PAM). Lines are kept whole where they fit; a
 /// longer line (a long `otpauth://` URI) is cut at character boundaries.
+/// This is the one place messages are cut: the flow cuts every text that
+/// can exceed [`crate::flow::MAX_MESSAGE`] with it, and the PAM module sends
+/// each text it is given as one message (the `Prompter` contract).
 ///
 /// The text may carry a secret (the enrollment message), so each message is
 /// built in a buffer sized for `max_bytes` that never grows: no reallocation
 /// leaves a copy behind. The caller should keep the result in a `Zeroizing`.
-pub fn chunk_lines(lines: &[String], max_bytes: usize) -> Vec<String> {
+pub fn chunk_lines<S: AsRef<str>>(lines: &[S], max_bytes: usize) -> Vec<String> {
     let max_bytes = max_bytes.max(4);
     let mut pieces: Vec<&str> = Vec::new();
     for line in lines {
-        let mut rest = line.as_str();
+        let mut rest = line.as_ref();
         while rest.len() > max_bytes {
             let mut cut = max_bytes;
             while !rest.is_char_boundary(cut) {

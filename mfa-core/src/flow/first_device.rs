@@ -14,7 +14,7 @@ use crate::pending;
 use crate::policy::Effective;
 use crate::qr;
 use crate::record::{Device, FactorChange, LastSuccess, Record};
-use crate::recovery::RecoveryHashes;
+use crate::recovery::{RecoveryCode, RecoveryHashes};
 use crate::spool;
 use crate::totp::{self, Verdict};
 
@@ -122,7 +122,13 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
             say(chunk)?;
         }
         say(&labelled("Secret: ", &new.secret_grouped))?;
-        say(&labelled("URI: ", &new.uri))?;
+        // A long issuer can take the URI past one message (Prompter contract).
+        let uri = labelled("URI: ", &new.uri);
+        for chunk in
+            Zeroizing::new(qr::chunk_lines(std::slice::from_ref(&*uri), MAX_MESSAGE)).iter()
+        {
+            say(chunk)?;
+        }
         Ok(())
     }
 
@@ -347,17 +353,18 @@ pub(super) fn commit<P: Prompter, C: Clock>(
     }
     if let (Some(p), false) = (prompter, codes.is_empty()) {
         const HEAD: &str = "Your device is set up. These recovery codes each work once if you lose it; store them somewhere safe now, they will not be shown again:";
-        // Sized up front: a buffer that grows leaves copies of the codes behind.
-        let size = HEAD.len() + codes.iter().map(|c| c.display().len() + 1).sum::<usize>();
-        let mut text = Zeroizing::new(String::with_capacity(size));
-        text.push_str(HEAD);
-        for c in &codes {
-            text.push('\n');
-            text.push_str(c.display());
+        // One line per code, in as few messages as fit (32 codes of 32
+        // characters take three); each is built in a buffer sized once.
+        let lines: Vec<&str> = std::iter::once(HEAD)
+            .chain(codes.iter().map(RecoveryCode::display))
+            .collect();
+        for text in Zeroizing::new(qr::chunk_lines(&lines, MAX_MESSAGE)).iter() {
+            // The record is committed; a lost message is for the user to fix
+            // with `mfa-enroll`, not a reason to fail the login.
+            if p.info(text).is_err() {
+                break;
+            }
         }
-        // The record is committed; a lost message is for the user to fix
-        // with `mfa-enroll`, not a reason to fail the login.
-        let _ = p.info(&text);
     }
     Report {
         outcome: Outcome::Success,

@@ -47,7 +47,8 @@ const DENY_MESSAGE: &str =
     "A second factor is required, but none is set up for this account. Ask an administrator.";
 /// The prompt for the first code of a device being enrolled at login.
 pub const NEW_DEVICE_PROMPT: &str = "Verification code from the new app: ";
-/// The largest message Linux-PAM conversations carry in one piece.
+/// The largest message Linux-PAM conversations carry in one piece; no text
+/// the flow hands a [`Prompter`] is longer (see its contract).
 pub const MAX_MESSAGE: usize = 512;
 /// The name of a device enrolled inside the login conversation.
 pub const LOGIN_DEVICE_NAME: &str = "default";
@@ -57,6 +58,14 @@ pub const LOGIN_DEVICE_NAME: &str = "default";
 pub struct ConversationFailed;
 
 /// How the flow talks to the person logging in.
+///
+/// The contract: every text the flow hands over fits one Linux-PAM
+/// message, at most [`MAX_MESSAGE`] bytes. Content that can be longer (the
+/// QR drawing, a URI with a long issuer, the recovery codes) is cut by the
+/// flow, in one place ([`crate::qr::chunk_lines`]), so an implementation
+/// shows each call as exactly one message and never cuts. Texts that carry
+/// a secret arrive in buffers the flow wipes; an implementation that copies
+/// one wipes its copy.
 pub trait Prompter {
     /// Asks with echo off; the answer is wiped when dropped.
     ///
