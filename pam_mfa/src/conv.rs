@@ -1,116 +1,54 @@
-//! PAM's conversation, adapted to the flow's [`Prompter`].
+//! PAM's conversation (pam-bindings' [`Conv`]), adapted to the flow's
+//! [`Prompter`]: one message per call (SECURITY item 20).
+//!
+//! The flow hands over texts that fit one Linux-PAM message, having cut
+//! longer ones itself (the [`Prompter`] contract), so each call sends
+//! exactly one message and nothing is cut here. The crate treats a failing
+//! call and a NULL response array as failures and wipes and frees every
+//! answer; a NULL answer to a prompt is a failure here.
+#![forbid(unsafe_code)]
 
-use std::ffi::c_char;
-use std::ptr;
+use mfa_core::flow::{ConversationFailed, Prompter};
+use pam::constants::{PamMessageStyle, PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_TEXT_INFO};
+use pam::conv::Conv;
+use zeroize::Zeroizing;
 
-use mfa_core::flow::{ConversationFailed, Prompter, MAX_MESSAGE};
-use mfa_core::qr::chunk_lines;
-use nix::libc;
-use zeroize::{Zeroize, Zeroizing};
-
-use crate::pam::{
-    code, PamConv, PamMessage, PamResponse, PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_TEXT_INFO,
-};
-
-/// The application's conversation, one message per call (SECURITY item 20).
+/// The application's conversation.
 pub struct PamPrompter<'h> {
-    conv: &'h PamConv,
+    conv: Conv<'h>,
 }
 
 impl<'h> PamPrompter<'h> {
-    pub fn new(conv: &'h PamConv) -> Self {
+    pub fn new(conv: Conv<'h>) -> Self {
         PamPrompter { conv }
     }
 
     fn send(
-        &mut self,
-        style: i32,
+        &self,
+        style: PamMessageStyle,
         text: &str,
     ) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationFailed> {
-        if text.as_bytes().contains(&0) {
-            return Err(ConversationFailed);
-        }
-        // The text may be a secret (the QR code, the URI, recovery codes): a
-        // NUL-terminated copy sized once and wiped when dropped.
-        let mut c_text = Zeroizing::new(Vec::with_capacity(text.len() + 1));
-        c_text.extend_from_slice(text.as_bytes());
-        c_text.push(0);
-        let conv = self.conv.conv.ok_or(ConversationFailed)?;
-        let msg = PamMessage {
-            msg_style: style,
-            msg: c_text.as_ptr().cast::<c_char>(),
-        };
-        let mut msgs: *const PamMessage = &msg;
-        let mut resp: *mut PamResponse = ptr::null_mut();
-        // SAFETY: one valid message behind a valid array pointer; `resp` is a
-        // valid out pointer; appdata is the application's own pointer.
-        let rc = unsafe { conv(1, &mut msgs, &mut resp, self.conv.appdata_ptr) };
-        // Whatever came back is ours to wipe and free, even on failure.
-        // SAFETY: `resp` is NULL or an array of one response allocated by the
-        // application with malloc, as the PAM conversation contract requires.
-        let answer = unsafe { take_response(resp) };
-        if rc == code::SUCCESS {
-            Ok(answer)
-        } else {
-            Err(ConversationFailed)
-        }
+        // The crate's copy of `text` is wiped before it is freed.
+        let answer =
+            crate::ffi::wiping(|| self.conv.send(style, text)).map_err(|_| ConversationFailed)?;
+        // One copy, sized once, into the flow's wiped buffer; the crate's
+        // own copy is wiped when `answer` drops.
+        Ok(answer.map(|a| Zeroizing::new(a.as_bytes().to_vec())))
     }
-
-    fn show(&mut self, style: i32, text: &str) -> Result<(), ConversationFailed> {
-        if text.len() <= MAX_MESSAGE {
-            return self.send(style, text).map(drop);
-        }
-        let lines: Zeroizing<Vec<String>> =
-            Zeroizing::new(text.lines().map(str::to_owned).collect());
-        for chunk in Zeroizing::new(chunk_lines(&lines, MAX_MESSAGE)).iter() {
-            self.send(style, chunk)?;
-        }
-        Ok(())
-    }
-}
-
-/// Copies the answer out of a response array into a buffer that is wiped on
-/// drop, then wipes and frees the application's copy.
-///
-/// # Safety
-/// `resp` must be NULL or point to one `pam_response` allocated with malloc
-/// whose `resp` is NULL or a malloc'd NUL-terminated string.
-unsafe fn take_response(resp: *mut PamResponse) -> Option<Zeroizing<Vec<u8>>> {
-    if resp.is_null() {
-        return None;
-    }
-    // SAFETY: non-NULL, and by the contract points to one response.
-    let text: *mut c_char = unsafe { (*resp).resp };
-    let answer = if text.is_null() {
-        None
-    } else {
-        // SAFETY: a NUL-terminated malloc'd string, owned by us now.
-        let len = unsafe { libc::strlen(text) };
-        // SAFETY: `len` bytes before the NUL are readable and writable.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(text.cast::<u8>(), len) };
-        let copy = Zeroizing::new(bytes.to_vec());
-        bytes.zeroize();
-        // SAFETY: allocated with malloc by the application; freed once.
-        unsafe { libc::free(text.cast()) };
-        Some(copy)
-    };
-    // SAFETY: the array itself was malloc'd by the application; freed once.
-    unsafe { libc::free(resp.cast()) };
-    answer
 }
 
 impl Prompter for PamPrompter<'_> {
     fn prompt(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationFailed> {
-        // A NULL array or NULL answer is a failed conversation, not an empty code.
+        // A NULL answer is a failed conversation, not an empty code.
         self.send(PAM_PROMPT_ECHO_OFF, prompt)?
             .ok_or(ConversationFailed)
     }
 
     fn info(&mut self, text: &str) -> Result<(), ConversationFailed> {
-        self.show(PAM_TEXT_INFO, text)
+        self.send(PAM_TEXT_INFO, text).map(drop)
     }
 
     fn error(&mut self, text: &str) -> Result<(), ConversationFailed> {
-        self.show(PAM_ERROR_MSG, text)
+        self.send(PAM_ERROR_MSG, text).map(drop)
     }
 }
