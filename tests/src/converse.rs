@@ -458,10 +458,10 @@ fn parse(text: &str) -> Entry {
     serde_json::from_str(text).map_or_else(|_| Entry::Unparsed(text.to_owned()), Entry::Line)
 }
 
-/// What pam_unix asks for the password.
+/// What `pam_unix` asks for the password.
 pub const PASSWORD_PROMPT: &str = "Password: ";
 
-/// Answers pam_unix's password prompt with `password` and every other
+/// Answers `pam_unix`'s password prompt with `password` and every other
 /// prompt with what `code` returns then.
 pub fn password_and<'a>(
     password: &'a str,
