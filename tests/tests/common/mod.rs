@@ -33,7 +33,6 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub const CODE_PROMPT: &str = "Verification code: ";
 /// pam_mfa's prompt for the first code of a device enrolled at login.
 pub const NEW_DEVICE_PROMPT: &str = "Verification code from the new app: ";
-/// `pam_unix`'s prompt.
 
 /// Throttle settings that keep tests fast: no failure delay, and room for
 /// a few wrong answers before back-off starts.
