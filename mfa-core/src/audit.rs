@@ -7,8 +7,9 @@
 
 use std::fmt::{self, Write as _};
 use std::io;
-use std::os::unix::net::UnixDatagram;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use syslog::{Facility, LogFormat, Logger};
 
 /// How urgent an event is, mapped by the shells to syslog levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -348,47 +349,124 @@ impl fmt::Display for Event {
     }
 }
 
-/// The syslog facility of every event: authpriv, where sshd and sudo log.
-const LOG_AUTHPRIV: u8 = 10 << 3;
-
 impl Severity {
-    fn syslog_level(self) -> u8 {
+    /// The syslog level: info, notice, warning, alert.
+    fn syslog_level(self) -> syslog::Severity {
         match self {
-            Severity::Info => 6,
-            Severity::Notice => 5,
-            Severity::Warning => 4,
-            Severity::Alert => 1,
+            Severity::Info => syslog::Severity::LOG_INFO,
+            Severity::Notice => syslog::Severity::LOG_NOTICE,
+            Severity::Warning => syslog::Severity::LOG_WARNING,
+            Severity::Alert => syslog::Severity::LOG_ALERT,
         }
     }
+}
+
+/// The head of every line, `<PRI>ident[pid]: `, with facility authpriv,
+/// where sshd and sudo log.
+///
+/// The `syslog` crate's `Formatter3164` also writes a timestamp, in UTC and
+/// with a zero-padded day (`Dec 05 00:35:48`), where glibc's `syslog(3)` in
+/// sshd and sudo writes local time (`Dec  5 01:35:48` in a UTC+1 zone). A
+/// daemon that keeps the timestamps it receives (syslog-ng does by default)
+/// would file our lines hours away from the sshd and sudo lines of the same
+/// login. Without a timestamp the daemon stamps each line on receipt, as it
+/// stamps theirs; and, as with `hostname: None`, no hostname field.
+#[derive(Debug, Clone, Copy)]
+struct Header<'a> {
+    ident: &'a str,
+    pid: u32,
+}
+
+impl LogFormat<&Event> for Header<'_> {
+    fn format<W: io::Write>(
+        &self,
+        w: &mut W,
+        severity: syslog::Severity,
+        event: &Event,
+    ) -> syslog::Result<()> {
+        let pri = Facility::LOG_AUTHPRIV as u8 | severity as u8;
+        // One write_fmt call: the crate's socket backend sends what one call
+        // formats as one datagram (or one NUL-terminated record on a stream).
+        write!(w, "<{pri}>{}[{}]: {event}", self.ident, self.pid).map_err(syslog::Error::Write)
+    }
+}
+
+/// Writes `event` through `logger` at the event's level.
+fn write_event<W: io::Write>(
+    logger: &mut Logger<W, Header<'_>>,
+    event: &Event,
+) -> syslog::Result<()> {
+    logger
+        .formatter
+        .format(&mut logger.backend, event.severity().syslog_level(), event)
 }
 
 /// The datagram for `event`, as `<PRI>ident[pid]: event=...`. Without a
 /// timestamp the syslog daemon stamps it on receipt.
 pub fn syslog_datagram(ident: &str, pid: u32, event: &Event) -> String {
-    let pri = LOG_AUTHPRIV | event.severity().syslog_level();
-    format!("<{pri}>{ident}[{pid}]: {event}")
+    let mut logger = Logger::new(Vec::with_capacity(160), Header { ident, pid });
+    // Formatting into memory cannot fail: Event's Display only writes.
+    let _ = write_event(&mut logger, event);
+    String::from_utf8_lossy(&logger.backend).into_owned()
 }
 
-/// Sends `event` to the syslog socket at `socket` (normally `/dev/log`).
+/// An audit line could not be handed to the syslog daemon.
+#[derive(Debug)]
+pub struct SendError {
+    socket: PathBuf,
+    cause: syslog::Error,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot send an audit line to {}: {}; check that the syslog daemon \
+             (systemd-journald or rsyslog) is running and listens there",
+            self.socket.display(),
+            self.cause
+        )
+    }
+}
+
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.cause)
+    }
+}
+
+/// Sends `event` to the syslog socket at `socket` (normally `/dev/log`),
+/// facility authpriv, ident `ident`, this process's pid, at the event's
+/// level.
 ///
-/// This talks to the socket directly instead of calling `openlog`, which
-/// would change the host program's syslog identity (sshd's, sudo's).
+/// The `syslog` crate connects a socket of this call's own (datagram, or
+/// stream where the daemon listens on one) and writes the line itself. It
+/// never calls `openlog` or `syslog(3)`, which would change the host
+/// program's syslog identity (sshd's, sudo's), and nothing outlives the
+/// call: no logger is installed and no connection is kept, so nothing is
+/// left in the application's process between logins.
 ///
 /// # Errors
 /// If there is no syslog daemon listening; the caller decides whether that
 /// matters (it does not change any decision).
-pub fn send_to(socket: &Path, ident: &str, event: &Event) -> io::Result<()> {
-    let sock = UnixDatagram::unbound()?;
-    sock.send_to(
-        syslog_datagram(ident, std::process::id(), event).as_bytes(),
-        socket,
-    )?;
-    Ok(())
+pub fn send_to(socket: &Path, ident: &str, event: &Event) -> Result<(), SendError> {
+    let header = Header {
+        ident,
+        pid: std::process::id(),
+    };
+    syslog::unix_custom(header, socket)
+        .and_then(|mut logger| write_event(&mut logger, event))
+        .map_err(|cause| SendError {
+            socket: socket.to_owned(),
+            cause,
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+    use std::os::unix::net::{UnixDatagram, UnixListener};
 
     #[test]
     fn formats_one_key_value_line() {
@@ -451,6 +529,58 @@ mod tests {
         let got = std::str::from_utf8(&buf[..n]).unwrap();
         assert!(got.ends_with("]: event=user_unlocked uid=7"), "{got}");
         assert!(got.starts_with("<86>mfa-enroll["), "{got}");
+    }
+
+    #[test]
+    fn each_severity_has_its_level_under_authpriv() {
+        // authpriv is facility 10: PRI = 80 + level.
+        for (kind, pri) in [
+            (EventKind::AuthSuccess, "<86>"),
+            (EventKind::AuthFailure, "<85>"),
+            (EventKind::AuthLocked, "<84>"),
+            (EventKind::StoreFailure, "<81>"),
+        ] {
+            let line = syslog_datagram("pam_mfa", 9, &Event::new(kind));
+            assert_eq!(line, format!("{pri}pam_mfa[9]: event={}", kind.name()));
+        }
+    }
+
+    #[test]
+    fn no_daemon_is_an_error_naming_the_socket_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent");
+        let err = send_to(&path, "pam_mfa", &Event::new(EventKind::AuthSuccess)).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains("syslog daemon"), "{text}");
+        // A socket nobody reads any more (the daemon stopped).
+        let gone = dir.path().join("gone");
+        drop(UnixDatagram::bind(&gone).unwrap());
+        assert!(send_to(&gone, "pam_mfa", &Event::new(EventKind::AuthSuccess)).is_err());
+    }
+
+    #[test]
+    fn a_stream_socket_gets_one_nul_terminated_line() {
+        // Some syslog daemons listen on /dev/log as a stream socket; glibc's
+        // syslog(3) then ends each line with a NUL, and so does the crate.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let listener = UnixListener::bind(&path).unwrap();
+        send_to(
+            &path,
+            "mfa-enroll",
+            &Event::new(EventKind::UserReset).uid(3),
+        )
+        .unwrap();
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).unwrap();
+        let got = String::from_utf8(got).unwrap();
+        let pid = std::process::id();
+        assert_eq!(
+            got,
+            format!("<86>mfa-enroll[{pid}]: event=user_reset uid=3\0")
+        );
     }
 
     #[test]
