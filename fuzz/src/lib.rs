@@ -29,7 +29,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use mfa_core::clock::FixedClock;
-use mfa_core::config::{parse_module_args, Config, ARGS_ORIGIN};
+use mfa_core::config::{parse_module_args, Config, Override, ARGS_ORIGIN};
 use mfa_core::flow::{
     self, Account, ConversationFailed, Directory, Host, Outcome, Prompter, Request, CODE_PROMPT,
     NEW_DEVICE_PROMPT,
@@ -212,7 +212,7 @@ pub fn module_args(data: &[u8]) {
             if let Some(path) = &parsed.config {
                 assert!(path.is_absolute(), "a relative config= was accepted");
             }
-            let mut keys: Vec<&str> = parsed.overrides.iter().map(|(k, _)| k.as_str()).collect();
+            let mut keys: Vec<&str> = parsed.overrides.iter().map(Override::key).collect();
             let n = keys.len();
             keys.sort_unstable();
             keys.dedup();

@@ -8,8 +8,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use mfa_core::config::{
-    parse_module_args, Config, ConfigError, ModuleArgs, NotConfigured, QrStyle, ARGS_ORIGIN,
-    DEFAULT_CONFIG_PATH,
+    parse_module_args, Config, ConfigError, ModuleArgs, NotConfigured, Override, QrStyle,
+    ARGS_ORIGIN, DEFAULT_CONFIG_PATH,
 };
 use mfa_core::fsutil::{FileProblem, FileTrust};
 use mfa_core::policy::{self, Effective};
@@ -33,11 +33,25 @@ fn parse_err(text: &str) -> ConfigError {
     }
 }
 
-fn overrides(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+/// The typed overrides of module arguments `key=value`.
+fn overrides(pairs: &[(&str, &str)]) -> Vec<Override> {
+    let args: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    parse_module_args(&args).unwrap().overrides
+}
+
+/// The dotted keys `overrides` set, in order.
+fn keys(overrides: &[Override]) -> Vec<&str> {
+    overrides.iter().map(Override::key).collect()
+}
+
+/// The default configuration with `overrides` applied.
+fn overlaid(overrides: &[Override]) -> Config {
+    let mut config = Config::default();
+    for o in overrides {
+        o.apply(&mut config);
+    }
+    config
 }
 
 /// A config file with the given text and mode in its own private directory.
@@ -78,8 +92,7 @@ fn a_file_of_only_comments_and_empty_sections_is_the_default() {
 // Only the keys are wanted, so the values are read as nothing.
 #[allow(clippy::zero_sized_map_values)]
 fn the_shipped_file_sets_every_key_explicitly() {
-    let table: BTreeMap<String, BTreeMap<String, IgnoredAny>> =
-        basic_toml::from_str(SHIPPED).unwrap();
+    let table: BTreeMap<String, BTreeMap<String, IgnoredAny>> = toml::from_str(SHIPPED).unwrap();
     let mut keys = Vec::new();
     for (section, value) in &table {
         for key in value.keys() {
@@ -462,6 +475,26 @@ fn wrong_types_are_refused() {
 }
 
 #[test]
+fn a_section_written_as_an_array_is_refused() {
+    // serde would read an array as the section's fields in order.
+    for (text, key) in [
+        ("policy = []\n", "policy"),
+        ("totp = [\"SHA1\"]\n", "totp"),
+        ("[[groups]]\n", "groups"),
+        ("[service]\nsshd = []\n", "service.sshd"),
+    ] {
+        let err = parse_err(text);
+        assert_eq!(err.key(), Some(key), "{err}");
+        assert_eq!(
+            err.line(),
+            Some(1 + text.matches('\n').count() - 1),
+            "{err}"
+        );
+        assert!(err.to_string().contains("expected a table"), "{err}");
+    }
+}
+
+#[test]
 fn a_wrong_type_inside_a_multi_line_list_names_the_list() {
     let err = parse_err("[groups]\nexempt = [\n  \"backup\",\n  42,\n]\n");
     assert_eq!(err.key(), Some("groups.exempt"));
@@ -744,6 +777,10 @@ fn no_module_arguments_mean_the_default_file_and_no_overrides() {
 fn bare_keys_resolve_to_their_section() {
     let args = parse_module_args(&["not_configured=deny", "window=2", "state_dir=/x"]).unwrap();
     assert_eq!(
+        keys(&args.overrides),
+        ["policy.not_configured", "totp.window", "paths.state_dir"]
+    );
+    assert_eq!(
         args.overrides,
         overrides(&[
             ("policy.not_configured", "deny"),
@@ -751,15 +788,19 @@ fn bare_keys_resolve_to_their_section() {
             ("paths.state_dir", "/x"),
         ])
     );
+    let c = overlaid(&args.overrides);
+    assert_eq!(c.policy.not_configured, NotConfigured::Deny);
+    assert_eq!(c.totp.window, 2);
+    assert_eq!(c.paths.state_dir, Path::new("/x"));
 }
 
 #[test]
 fn dotted_keys_are_accepted() {
     let args = parse_module_args(&["totp.digits=8", "groups.exempt=backup,cron"]).unwrap();
-    assert_eq!(
-        args.overrides,
-        overrides(&[("totp.digits", "8"), ("groups.exempt", "backup,cron")])
-    );
+    assert_eq!(keys(&args.overrides), ["totp.digits", "groups.exempt"]);
+    let c = overlaid(&args.overrides);
+    assert_eq!(c.totp.digits, 8);
+    assert_eq!(c.groups.exempt, ["backup", "cron"]);
 }
 
 #[test]
@@ -866,12 +907,14 @@ fn an_override_wins_over_the_file() {
 }
 
 #[test]
-fn an_invalid_override_given_to_load_names_module_arguments() {
-    let (_dir, path) = config_file(b"[totp]\nwindow = 1\n", 0o644);
-    let err = Config::load(&path, trust(), &overrides(&[("totp.window", "11")])).unwrap_err();
+fn an_invalid_override_is_refused_before_any_file_is_read() {
+    // Overrides are typed when the arguments are parsed, so an invalid one
+    // never reaches Config::load.
+    let err =
+        parse_module_args(&["config=/nonexistent/pam_mfa.toml", "totp.window=11"]).unwrap_err();
     assert_eq!(err.origin(), Some(ARGS_ORIGIN));
     assert_eq!(err.key(), Some("totp.window"));
-    let err = Config::load(&path, trust(), &overrides(&[("bogus", "1")])).unwrap_err();
+    let err = parse_module_args(&["bogus=1"]).unwrap_err();
     assert_eq!(err.origin(), Some(ARGS_ORIGIN));
 }
 
