@@ -28,7 +28,7 @@ lintian: deb
 
 # One command on a fresh Debian 12 machine, as root, without questions:
 # installs the build dependencies with apt-get, builds the package and
-# installs it with apt-get. Needs cargo (Rust 1.80 or newer, from rustup).
+# installs it with apt-get. Needs cargo (Rust 1.85 or newer, from rustup).
 install:
 	packaging/install-build-deps
 	$(MAKE) deb

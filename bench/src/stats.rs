@@ -32,7 +32,7 @@ impl Summary {
         let median = if n % 2 == 1 {
             us(sorted[n / 2])
         } else {
-            (us(sorted[n / 2 - 1]) + us(sorted[n / 2])) / 2.0
+            f64::midpoint(us(sorted[n / 2 - 1]), us(sorted[n / 2]))
         };
         // Nearest rank: the smallest sample with at least 99% at or below it.
         let rank = (n * 99).div_ceil(100).max(1);

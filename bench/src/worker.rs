@@ -147,7 +147,14 @@ fn transaction(service: &CStr, user: &CStr, conversation: &Conversation) -> (c_i
     let mut pamh = ptr::null_mut();
     // SAFETY: service and user are NUL-terminated; conv is a valid pam_conv
     // that libpam copies; pamh receives the handle.
-    let rc = unsafe { ffi::pam_start(service.as_ptr(), user.as_ptr(), &conv, &mut pamh) };
+    let rc = unsafe {
+        ffi::pam_start(
+            service.as_ptr(),
+            user.as_ptr(),
+            &raw const conv,
+            &raw mut pamh,
+        )
+    };
     if rc != ffi::PAM_SUCCESS || pamh.is_null() {
         return (rc, 0, nanos(start));
     }
@@ -355,7 +362,7 @@ mod tests {
         let mut resp: *mut ffi::PamResponse = ptr::null_mut();
         let appdata = ptr::from_ref(&conversation).cast_mut().cast::<c_void>();
         // SAFETY: two valid messages, a valid out pointer, a live Conversation.
-        let rc = unsafe { converse(2, pointers.as_mut_ptr(), &mut resp, appdata) };
+        let rc = unsafe { converse(2, pointers.as_mut_ptr(), &raw mut resp, appdata) };
         assert_eq!(rc, ffi::PAM_SUCCESS);
         // SAFETY: converse returned an array of two responses.
         let (first, second) = unsafe { ((*resp).resp, (*resp.add(1)).resp) };

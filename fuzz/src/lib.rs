@@ -671,7 +671,7 @@ impl Oracle {
             let t = totp::time_step(self.now, d.params.period);
             let first = t.saturating_sub(u64::from(self.window));
             (first..=t + u64::from(self.window)).any(|s| {
-                d.last_used_step.map_or(true, |last| s > last)
+                d.last_used_step.is_none_or(|last| s > last)
                     && totp::code_at_step(&d.secret, d.params, s).as_bytes() == answer
             })
         })

@@ -29,7 +29,7 @@ pub fn find_utf8_drawing(text: &str) -> Option<Vec<String>> {
         let continues = is_qr_row(line)
             && run
                 .first()
-                .map_or(true, |first| width(first) == line.chars().count());
+                .is_none_or(|first| width(first) == line.chars().count());
         if continues {
             run.push(line.to_owned());
             continue;

@@ -241,9 +241,9 @@ pub fn strays(dir: &Path, except: &[&str]) -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| {
             !n.bytes().all(|b| b.is_ascii_digit())
-                && !std::path::Path::new(n)
+                && std::path::Path::new(n)
                     .extension()
-                    .is_some_and(|e| e == "lock")
+                    .is_none_or(|e| e != "lock")
                 && !except.contains(&n.as_str())
         })
         .collect();

@@ -436,7 +436,7 @@ fn transaction(shared: &Shared, at: At) -> bool {
     let user = opts.user.as_ref().map_or(ptr::null(), |u| u.as_ptr());
     // SAFETY: service and user are NUL-terminated (or user NULL); conv is
     // a valid pam_conv that libpam copies; pamh receives the handle.
-    let rc = unsafe { ffi::pam_start(opts.service.as_ptr(), user, &conv, &mut pamh) };
+    let rc = unsafe { ffi::pam_start(opts.service.as_ptr(), user, &raw const conv, &raw mut pamh) };
     if rc != ffi::PAM_SUCCESS || pamh.is_null() {
         report(Op::Start, rc);
         return false;
