@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod bulk;
 pub mod clock;
 pub mod codec;
 pub mod config;

@@ -365,7 +365,10 @@ pub fn check_policy(pending: &Pending, config: &Config) -> Result<(), Refusal> {
         }
     }
     let recovery = pending.recovery();
-    if !recovery.params().within(KdfParams::default()) {
+    // Requests sealed by an mfa-enroll from before the lighter default
+    // still carry the old 19 MiB settings: accepted, since that cost was
+    // always allowed; anything heavier would let a user slow every login.
+    if !recovery.params().within(KdfParams::SELF_SERVICE_LIMIT) {
         return refuse(
             "recovery codes hashed with heavier Argon2id settings than this host's".into(),
         );

@@ -212,10 +212,17 @@ pub struct KdfParams {
 }
 
 impl Default for KdfParams {
-    /// OWASP's minimum for Argon2id: 19 MiB, 2 iterations, 1 lane.
+    /// 8 MiB, 2 passes, 1 lane: about 5 ms per hash on one core of the
+    /// reference machine, so that ten codes per user let bulk provisioning
+    /// reach well over 20 users a second on 2 cores. A recovery code holds
+    /// 50 to 60 random bits, not a password's few dozen: at this cost an
+    /// offline guess at one 60-bit set takes in the order of 10^7 core-years
+    /// (docs/threat-model.md, "Recovery codes"; measurements in
+    /// docs/benchmarks.md). NIST SP 800-63B 5.1.2 asks for a salted one-way
+    /// KDF below 112 bits, which this is.
     fn default() -> Self {
         KdfParams {
-            memory_kib: 19_456,
+            memory_kib: 8_192,
             iterations: 2,
             parallelism: 1,
         }
@@ -236,6 +243,22 @@ impl KdfParams {
     pub const MIN_PARALLELISM: u32 = 1;
     /// The most lanes accepted.
     pub const MAX_PARALLELISM: u32 = 8;
+
+    /// The default before 8 MiB: OWASP's password minimum, 19 MiB and 2
+    /// passes. Sets hashed with it keep verifying (every set stores its own
+    /// settings), and a self-service request made by an older `mfa-enroll`
+    /// may still carry it, so it stays the most a request may ask of a
+    /// login (see [`KdfParams::SELF_SERVICE_LIMIT`]).
+    pub const PREVIOUS_DEFAULT: KdfParams = KdfParams {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+    };
+
+    /// The heaviest settings a self-service request may carry: the previous
+    /// default, which bounds what checking one code at login can cost and
+    /// still admits requests sealed before the default was lowered.
+    pub const SELF_SERVICE_LIMIT: KdfParams = Self::PREVIOUS_DEFAULT;
 
     /// True if hashing with these settings costs no more than with `limit`:
     /// no more memory, passes or lanes.

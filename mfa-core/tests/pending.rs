@@ -188,3 +188,39 @@ fn an_applied_request_cannot_apply_again() {
         "{err:?}"
     );
 }
+
+/// A device request whose two recovery codes are hashed with `params`.
+fn device_request_hashed_with(params: KdfParams) -> Pending {
+    let mut p = device_request("phone");
+    let (_, heavier) = recovery::generate(2, 12, params).unwrap();
+    if let Request::Device { recovery, .. } = &mut p.request {
+        *recovery = heavier;
+    }
+    p
+}
+
+#[test]
+fn requests_from_before_the_lighter_default_are_still_accepted() {
+    // An older mfa-enroll hashed with 19 MiB and 2 passes; its requests
+    // must not be refused once the default is lighter.
+    let old = KdfParams::PREVIOUS_DEFAULT;
+    assert!(!old.within(KdfParams::default()), "the default got lighter");
+    assert_eq!(
+        pending::check_policy(&device_request_hashed_with(old), &config()),
+        Ok(())
+    );
+    assert_eq!(
+        pending::check_policy(&device_request_hashed_with(KdfParams::default()), &config()),
+        Ok(())
+    );
+}
+
+#[test]
+fn requests_heavier_than_the_previous_default_are_refused() {
+    let heavier = KdfParams {
+        iterations: KdfParams::PREVIOUS_DEFAULT.iterations + 1,
+        ..KdfParams::PREVIOUS_DEFAULT
+    };
+    let err = pending::check_policy(&device_request_hashed_with(heavier), &config()).unwrap_err();
+    assert!(matches!(err, Refusal::Policy(_)), "{err:?}");
+}
