@@ -115,15 +115,16 @@ pub fn workers(jobs: usize) -> usize {
 
 /// Runs `work` on every item on `workers` threads and hands each result
 /// to `emit` on the calling thread, in the order of `items`, as soon as
-/// it and all results before it are done. Results that finish early wait
-/// (at most one per running job ahead of the oldest unfinished one), so
-/// secrets do not pile up for the whole run. A job that panics loses only
-/// its own result; the panic is raised again after all other jobs are done.
+/// it and all results before it are done, so that results (secrets, here)
+/// do not pile up for the whole run. When `emit` returns false no further
+/// item is started; the jobs already running finish and are still
+/// emitted, since their work is done. A job that panics is raised again
+/// once the others have stopped.
 pub fn run_in_order<T, R>(
     items: &[T],
     workers: usize,
     work: impl Fn(&T) -> R + Sync,
-    mut emit: impl FnMut(usize, R),
+    mut emit: impl FnMut(usize, R) -> bool,
 ) where
     T: Sync,
     R: Send,
@@ -148,7 +149,9 @@ pub fn run_in_order<T, R>(
         for (i, result) in rx {
             waiting.insert(i, result);
             while let Some(result) = waiting.remove(&due) {
-                emit(due, result);
+                if !emit(due, result) {
+                    next.store(items.len(), Ordering::Relaxed);
+                }
                 due += 1;
             }
         }
@@ -249,12 +252,42 @@ mod tests {
                 let noise = (0..spins).fold(0u64, |a, b| std::hint::black_box(a ^ b));
                 n + noise - noise
             },
-            |i, r| seen.push((i, r)),
+            |i, r| {
+                seen.push((i, r));
+                true
+            },
         );
         let expected: Vec<(usize, u64)> = (0..200u64)
             .map(|n| (usize::try_from(n).unwrap(), n))
             .collect();
         assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn no_item_starts_after_emit_says_stop() {
+        let items: Vec<usize> = (0..10_000).collect();
+        let emitted = AtomicUsize::new(0);
+        let mut seen = Vec::new();
+        run_in_order(
+            &items,
+            2,
+            |&n| {
+                // Later items wait until the first five are out, so that
+                // the stop comes while the run has barely begun.
+                while n >= 5 && emitted.load(Ordering::Relaxed) < 5 {
+                    thread::yield_now();
+                }
+                n
+            },
+            |i, r| {
+                seen.push(r);
+                emitted.fetch_add(1, Ordering::Relaxed);
+                i < 4
+            },
+        );
+        assert!(seen.len() >= 5, "{seen:?}");
+        assert!(seen.len() < items.len(), "the run went on after the stop");
+        assert_eq!(seen, (0..seen.len()).collect::<Vec<_>>());
     }
 
     #[test]

@@ -410,6 +410,24 @@ pub struct EnrollArgs {
     /// failures.
     #[arg(long)]
     pub force: bool,
+    /// Enroll every user FILE names, on all cores (root; needs --json; `-`
+    /// reads standard input).
+    ///
+    /// One JSON object per line: {"user": "NAME"} or {"uid": N}, and
+    /// optionally "device": "NAME" (else --device, else "default"). Blank
+    /// lines and lines starting with # are skipped. Each other line gives
+    /// one line of output, in input order: the object `enroll --json`
+    /// prints, or {"line": N, "user"/"uid": ..., "error": "..."}. A failed
+    /// line never stops the others. A summary ends the run on standard
+    /// error; the exit status is 0 only if every line was enrolled, 1 if
+    /// any failed.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "json",
+        conflicts_with_all = ["user", "uid", "qr"]
+    )]
+    pub users_from: Option<PathBuf>,
 }
 
 impl EnrollArgs {

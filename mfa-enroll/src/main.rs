@@ -57,6 +57,9 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         return selfservice::enroll(config_path, None, None, &mut out);
     };
     match command {
+        Command::Enroll(args) if args.users_from.is_some() => {
+            enroll::enroll_many(config_path, args, &mut out)
+        }
         Command::Enroll(args) => match args.target.target() {
             Some(target) => enroll::enroll(config_path, args, &target, &mut out),
             None => selfservice::enroll(
