@@ -9,6 +9,7 @@
 //! pam-mfa-bench profile [--work DIR] [--module-under-test mfa|ga|oath]
 //!                       [--users N] [--wrong] -- WRAPPER [ARG]...
 //! pam-mfa-bench config-load [--config PATH] [--reps N]
+//! pam-mfa-bench bulk-enroll [--users N] [--work DIR] [--mfa-enroll PATH]
 //! ```
 //!
 //! `run` enrolls N synthetic users in all three modules, enters a private
@@ -21,6 +22,7 @@
 
 mod admin_costs;
 mod breakdown;
+mod bulk_enroll;
 mod codes;
 mod config_load;
 mod floor;
@@ -52,6 +54,7 @@ usage: pam-mfa-bench run [--users 100,1000,10000,100000] [--sample 200]
        pam-mfa-bench profile [--work DIR] [--module-under-test mfa|ga|oath]
                              [--users N] [--wrong] -- WRAPPER [ARG]...
        pam-mfa-bench config-load [--config PATH] [--reps N]
+       pam-mfa-bench bulk-enroll [--users N] [--work DIR] [--mfa-enroll PATH]
 
 run      enrolls the users in pam_mfa, google-authenticator and pam_oath, then
          measures each module through libpam in a private mount namespace and
@@ -69,6 +72,10 @@ profile  authenticates --users random users (default 200) of the population
 config-load  times Config::load in this process, with and without module
          arguments (defaults: --config config/pam_mfa.toml, the annotated
          default, which must be owned by root; --reps 20000).
+bulk-enroll  provisions --users synthetic users (default 1000) with one
+         `mfa-enroll enroll --users-from FILE --json` in the benchmark's
+         namespace and prints users per second (defaults: --work as for run,
+         emptied first; --mfa-enroll target/release/mfa-enroll).
 
 Needs root (mount namespace, files owned by root).";
 
@@ -174,6 +181,29 @@ fn parse_profile(mut args: impl Iterator<Item = OsString>) -> Result<run::Profil
     Ok(opts)
 }
 
+fn parse_bulk_enroll(
+    mut args: impl Iterator<Item = OsString>,
+) -> Result<bulk_enroll::Options, String> {
+    let mut opts = bulk_enroll::Options {
+        work: default_work(),
+        users: 1000,
+        mfa_enroll: PathBuf::from("target/release/mfa-enroll"),
+    };
+    while let Some(arg) = args.next() {
+        let flag = arg.to_string_lossy().into_owned();
+        match flag.as_str() {
+            "--users" => opts.users = number(&mut args, &flag)?,
+            "--work" => opts.work = value(&mut args, &flag)?.into(),
+            "--mfa-enroll" => opts.mfa_enroll = value(&mut args, &flag)?.into(),
+            _ => return Err(format!("unknown argument {flag:?}")),
+        }
+    }
+    if opts.users == 0 {
+        return Err("--users must be at least 1".into());
+    }
+    Ok(opts)
+}
+
 fn dispatch(mut args: impl Iterator<Item = OsString>) -> Result<(), String> {
     match args.next().and_then(|a| a.into_string().ok()).as_deref() {
         Some("run") => run::run(&parse_run(args)?),
@@ -202,6 +232,7 @@ fn dispatch(mut args: impl Iterator<Item = OsString>) -> Result<(), String> {
             }
             config_load::run(&config, reps)
         }
+        Some("bulk-enroll") => bulk_enroll::run(&parse_bulk_enroll(args)?),
         Some("worker") => worker::main(),
         Some("--help" | "-h") => {
             println!("{USAGE}");
@@ -244,6 +275,15 @@ mod tests {
         assert!(parse_run(args(&["--users", "1"])).is_err());
         assert!(parse_run(args(&["--sample", "0"])).is_err());
         assert!(parse_run(args(&["--bogus"])).is_err());
+    }
+
+    #[test]
+    fn bulk_enroll_takes_a_user_count() {
+        let o = parse_bulk_enroll(args(&["--users", "500"])).unwrap();
+        assert_eq!(o.users, 500);
+        assert_eq!(o.mfa_enroll, PathBuf::from("target/release/mfa-enroll"));
+        assert!(parse_bulk_enroll(args(&["--users", "0"])).is_err());
+        assert!(parse_bulk_enroll(args(&["--bogus"])).is_err());
     }
 
     #[test]

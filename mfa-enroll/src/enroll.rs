@@ -125,33 +125,36 @@ pub fn enroll_many(
 
     let mut summary = Summary::default();
     let mut broken: Option<io::Error> = None;
-    let mut unseen = 0_usize;
+    // Users enrolled whose secrets could not be printed.
+    let mut unseen: Vec<u32> = Vec::new();
     bulk::run_in_order(
         &lines,
         bulk::workers(lines.len()),
         |&(number, line)| shared.enroll_line(number, line),
         |_, outcome| {
             let (enrolled, bytes) = match outcome {
-                Ok(json) => (true, json),
-                Err(json) => (false, Zeroizing::new(json)),
+                Ok((uid, json)) => (Some(uid), json),
+                Err(json) => (None, Zeroizing::new(json)),
             };
-            summary.count(enrolled);
+            summary.count(enrolled.is_some());
             if broken.is_none() {
                 if let Err(e) = out.write_all(&bytes).and_then(|()| out.flush()) {
                     broken = Some(e);
                 }
             }
-            if broken.is_some() && enrolled {
-                unseen += 1;
+            if let (Some(uid), Some(_)) = (enrolled, &broken) {
+                unseen.push(uid);
             }
             broken.is_none()
         },
     );
 
     if let Some(err) = broken {
+        let uids: Vec<String> = unseen.iter().map(u32::to_string).collect();
         return Err(CliError::Incomplete {
             summary: format!(
-                "cannot write the output ({err}) after {summary}; {unseen} of the users enrolled had their secrets lost: enroll them again with --force"
+                "cannot write the output ({err}); no further user was started ({summary}); the secrets of the users enrolled after the failure were not shown (uids: {}): enroll them again with --force",
+                if uids.is_empty() { "none".to_owned() } else { uids.join(", ") }
             ),
             code: EXIT_FAILED,
         });
@@ -193,9 +196,9 @@ struct Shared<'a> {
 }
 
 impl Shared<'_> {
-    /// One line: its output, the `enroll --json` object on success or an
-    /// error object on failure.
-    fn enroll_line(&self, number: usize, line: &str) -> Result<Zeroizing<Vec<u8>>, Vec<u8>> {
+    /// One line: its output, the user's uid and the `enroll --json` object
+    /// on success, or an error object on failure.
+    fn enroll_line(&self, number: usize, line: &str) -> Result<(u32, Zeroizing<Vec<u8>>), Vec<u8>> {
         let syntax = |user: Option<&str>, uid: Option<u32>, e: &serde_json::Error| {
             line_error(number, user, uid, &LineError::Syntax(e.to_string()))
         };
@@ -234,7 +237,11 @@ impl Shared<'_> {
 
     /// What `enroll --user X --json` does, holding the user's lock from
     /// the check to the write, since nobody is asked anything in between.
-    fn enroll_one(&self, target: &Target, device: &str) -> Result<Zeroizing<Vec<u8>>, CliError> {
+    fn enroll_one(
+        &self,
+        target: &Target,
+        device: &str,
+    ) -> Result<(u32, Zeroizing<Vec<u8>>), CliError> {
         let Admin {
             config,
             keys,
@@ -262,7 +269,10 @@ impl Shared<'_> {
             provision.device_name(),
             replaced,
         ));
-        Ok(render::enroll_json(&who, &provision, keys.active()))
+        Ok((
+            who.uid,
+            render::enroll_json(&who, &provision, keys.active()),
+        ))
     }
 }
 

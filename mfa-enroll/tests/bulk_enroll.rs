@@ -164,3 +164,45 @@ fn users_from_needs_json_and_names_no_single_user() {
     assert_eq!(missing.status.code(), Some(1), "{}", stderr(&missing));
     assert!(stdout(&missing).is_empty());
 }
+
+#[test]
+fn a_broken_output_starts_no_further_user_and_names_the_lost_ones() {
+    let host = Host::new();
+    let users = [
+        "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
+        "backup", "list", "irc", "nobody",
+    ];
+    let file = host.dir.path().join("users.jsonl");
+    let text: String = users
+        .iter()
+        .map(|u| format!("{{\"user\": \"{u}\"}}\n"))
+        .collect();
+    write(&file, &text);
+    // Every write to /dev/full fails (ENOSPC): the first user's secrets
+    // cannot be shown.
+    let out = std::process::Command::new(&host.bin)
+        .arg("--config")
+        .arg(&host.config)
+        .args(["enroll", "--json", "--users-from"])
+        .arg(&file)
+        .stdout(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("cannot write the output"), "{err}");
+    assert!(err.contains("enroll them again with --force"), "{err}");
+    // daemon (uid 1) was first: enrolled, and named as lost.
+    assert_eq!(status(&host, "daemon")["enrolled"], true);
+    assert!(err.contains("uids: 1"), "{err}");
+    let enrolled = users
+        .iter()
+        .filter(|u| status(&host, u)["enrolled"] == true)
+        .count();
+    assert!(enrolled < users.len(), "the run went on: {err}");
+}
