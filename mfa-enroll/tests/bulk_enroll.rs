@@ -173,10 +173,12 @@ fn a_broken_output_starts_no_further_user_and_names_the_lost_ones() {
         "backup", "list", "irc", "nobody",
     ];
     let file = host.dir.path().join("users.jsonl");
-    let text: String = users
-        .iter()
-        .map(|u| format!("{{\"user\": \"{u}\"}}\n"))
-        .collect();
+    let mut text = String::new();
+    for u in users {
+        text.push_str("{\"user\": \"");
+        text.push_str(u);
+        text.push_str("\"}\n");
+    }
     write(&file, &text);
     // Every write to /dev/full fails (ENOSPC): the first user's secrets
     // cannot be shown.
