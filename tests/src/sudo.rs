@@ -26,6 +26,12 @@ pub fn password_prompt(user: &TestUser) -> String {
 
 /// What sudo says after a failed attempt when it will ask again.
 pub const TRY_AGAIN: &str = "Sorry, try again.";
+/// pam_mfa's prompt for a code, as sudo shows it.
+const CODE_PROMPT: &str = "Verification code: ";
+/// What [`WHOAMI`] prints once it runs as root.
+pub const AS_ROOT: &str = "RUNNING-AS-root";
+/// A command for sudo to run: proves it ran, and as whom.
+pub const WHOAMI: [&str; 3] = ["/bin/sh", "-c", "echo RUNNING-AS-$(id -un)"];
 
 impl Sandbox {
     /// Makes commands in this sandbox see its `sudo/sudoers` as
@@ -96,5 +102,27 @@ impl Sandbox {
         let mut command_line = vec!["sudo"];
         command_line.extend_from_slice(args);
         self.terminal_as(user, &command_line)
+    }
+
+    /// `sudo` [`WHOAMI`] as `user`, answered with each of `codes` in turn
+    /// (after the password each time: sudo's tries), the last of which must
+    /// let the command run; earlier ones must be refused.
+    pub fn sudo_with_codes(&self, user: &TestUser, codes: &[&str]) -> PtySession {
+        let mut sudo = self.sudo_as(user, &WHOAMI);
+        let (last, refused) = codes.split_last().expect("at least one code");
+        for code in refused {
+            sudo.answer(&password_prompt(user), user.password());
+            sudo.answer(CODE_PROMPT, code);
+            sudo.expect(TRY_AGAIN);
+        }
+        sudo.answer(&password_prompt(user), user.password());
+        sudo.answer(CODE_PROMPT, last);
+        sudo.expect(AS_ROOT);
+        sudo.assert_exit(0);
+        sudo.check(
+            sudo.output().matches(CODE_PROMPT).count() == codes.len(),
+            "one code is asked for at each try",
+        );
+        sudo
     }
 }

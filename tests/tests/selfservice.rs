@@ -29,7 +29,7 @@ use pam_mfa_e2e::selfservice::{
     fingerprint_shown, recovery_codes_shown, secret_of, UserMfaEnroll, APP_CODE_PROMPT,
     CODES_SHOWN, NAME_PROMPT, PROOF_PROMPT, REGENERATE_PROMPT,
 };
-use pam_mfa_e2e::sudo::{password_prompt, TRY_AGAIN};
+use pam_mfa_e2e::sudo::{password_prompt, AS_ROOT, TRY_AGAIN, WHOAMI};
 use pam_mfa_e2e::{
     sandbox, unix_now, AuthenticatorApp, Converse, LogLine, MfaEnroll, Op, PtySession, Sandbox,
     Sshd, TestUser,
@@ -37,10 +37,6 @@ use pam_mfa_e2e::{
 
 /// pam_mfa's prompt for a code from an enrolled device.
 const CODE_PROMPT: &str = "Verification code: ";
-/// What the commands run through sudo print once they run as root.
-const AS_ROOT: &str = "RUNNING-AS-root";
-/// The command sudo is asked to run: proves it ran, and as whom.
-const COMMAND: [&str; 3] = ["/bin/sh", "-c", "echo RUNNING-AS-$(id -un)"];
 /// No failure delay: wrong answers are part of these scenarios.
 const FAST: &str = "[throttle]\nfail_delay_ms = 0\n";
 
@@ -158,17 +154,6 @@ fn device_names(sb: &Sandbox, user: &TestUser) -> Vec<String> {
 /// Types the password at sudo's prompt.
 fn password(sudo: &mut PtySession, user: &TestUser) {
     sudo.answer(&password_prompt(user), user.password());
-}
-
-/// `sudo COMMAND` with the password and `code` at "Verification code: ";
-/// expects the command to run.
-fn sudo_with_code(sb: &Sandbox, user: &TestUser, code: &str) -> PtySession {
-    let mut sudo = sb.sudo_as(user, &COMMAND);
-    password(&mut sudo, user);
-    sudo.answer(CODE_PROMPT, code);
-    sudo.expect(AS_ROOT);
-    sudo.assert_exit(0);
-    sudo
 }
 
 // ---------------------------------------------------------------------------
@@ -340,7 +325,7 @@ fn a_user_enrolls_through_pipes_and_the_next_sudo_activates_the_device() {
     assert!(!MfaEnroll::new(&sb).enrolled(&user));
 
     // sudo: the password, then a code from the new device.
-    let mut sudo = sb.sudo_as(&user, &COMMAND);
+    let mut sudo = sb.sudo_as(&user, &WHOAMI);
     password(&mut sudo, &user);
     sudo.answer(&new_device_prompt("phone"), &app.next_code());
     sudo.expect(AS_ROOT);
@@ -370,7 +355,7 @@ fn a_user_enrolls_through_pipes_and_the_next_sudo_activates_the_device() {
 
     // From now on sudo asks for a code, and the recovery codes the command
     // showed are the ones that work.
-    let sudo = sudo_with_code(&sb, &user, &enrolled.recovery_codes[0]);
+    let sudo = sb.sudo_with_codes(&user, &[&enrolled.recovery_codes[0]]);
     sudo.assert_not_printed(&new_device_prompt("phone"));
     expect_sudo_event(&sb, "recovery_code_used", &user, &[("remaining", "9")]);
 }
@@ -419,7 +404,7 @@ fn a_user_enrolls_in_a_terminal_and_the_qr_code_reads_as_the_printed_uri() {
     term.check(codes.len() == 10, "ten recovery codes are shown");
     assert_eq!(sb.spool_files(user.uid()).len(), 1);
 
-    let mut sudo = sb.sudo_as(&user, &COMMAND);
+    let mut sudo = sb.sudo_as(&user, &WHOAMI);
     password(&mut sudo, &user);
     sudo.answer(&new_device_prompt("tablet"), &app.next_code());
     sudo.expect(AS_ROOT);
@@ -449,7 +434,7 @@ fn a_second_device_proven_with_the_old_devices_code_is_added_at_the_next_login()
 
     // The next login asks for one code, as any login does, and applies the
     // request in the same commit: no second prompt.
-    let sudo = sudo_with_code(&sb, &user, &old.next_code());
+    let sudo = sb.sudo_with_codes(&user, &[&old.next_code()]);
     sudo.assert_not_printed("new device");
 
     expect_sudo_event(
@@ -480,11 +465,11 @@ fn a_second_device_proven_with_the_old_devices_code_is_added_at_the_next_login()
     assert!(sb.spool_files(user.uid()).is_empty());
 
     // Both devices log in, each on its own.
-    let sudo = sudo_with_code(&sb, &user, &old.next_code());
+    let sudo = sb.sudo_with_codes(&user, &[&old.next_code()]);
     sudo.assert_not_printed("new device");
     // The new device's code typed into mfa-enroll is used up: this one is
     // of a later time step, as a person would type it.
-    sudo_with_code(&sb, &user, &new.next_code());
+    sb.sudo_with_codes(&user, &[&new.next_code()]);
     expect_sudo_event(
         &sb,
         "auth_success",
@@ -494,7 +479,7 @@ fn a_second_device_proven_with_the_old_devices_code_is_added_at_the_next_login()
 
     // The recovery codes shown by the self-enrollment replaced the
     // administrator's: an old one is refused, a new one works.
-    let mut sudo = sb.sudo_as(&user, &COMMAND);
+    let mut sudo = sb.sudo_as(&user, &WHOAMI);
     password(&mut sudo, &user);
     sudo.answer(CODE_PROMPT, &first.recovery_codes[0]);
     sudo.expect(TRY_AGAIN);
@@ -537,7 +522,7 @@ fn a_wrong_code_of_either_device_adds_nothing_and_the_login_goes_on() {
     me.enroll_proving(&["enroll"], "tablet", || old.wrong_code());
     let request = sb.spool_files(user.uid());
     assert_eq!(request.len(), 1);
-    let sudo = sudo_with_code(&sb, &user, &old.next_code());
+    let sudo = sb.sudo_with_codes(&user, &[&old.next_code()]);
     // The user proved the existing factor: the login goes on.
     sudo.assert_not_printed(TRY_AGAIN);
     expect_sudo_event(
@@ -568,12 +553,12 @@ fn a_wrong_code_of_either_device_adds_nothing_and_the_login_goes_on() {
 
     // Made again with the right code, the device is added at the next login.
     let (_, mut new) = me.enroll_proving(&["enroll"], "tablet", || old.next_code());
-    sudo_with_code(&sb, &user, &old.next_code());
+    sb.sudo_with_codes(&user, &[&old.next_code()]);
     expect_sudo_event(&sb, "device_enrolled", &user, &[("device", "tablet")]);
     assert_eq!(device_names(&sb, &user), ["default", "tablet"]);
     assert!(sb.spool_files(user.uid()).is_empty());
     assert_eq!(MfaEnroll::new(&sb).failures(&user), 0);
-    sudo_with_code(&sb, &user, &new.next_code());
+    sb.sudo_with_codes(&user, &[&new.next_code()]);
 }
 
 #[test]
@@ -591,7 +576,7 @@ fn under_deny_a_self_enrolled_first_device_waits_for_approve() {
     );
 
     // Refused after the password, without asking for a code.
-    let mut sudo = sb.sudo_as(&user, &COMMAND);
+    let mut sudo = sb.sudo_as(&user, &WHOAMI);
     password(&mut sudo, &user);
     sudo.expect("sudo: 1 incorrect password attempt");
     sudo.assert_exit(1);
@@ -654,7 +639,7 @@ fn under_deny_a_self_enrolled_first_device_waits_for_approve() {
     assert_eq!(device_names(&sb, &user), ["phone"]);
 
     // Now the device logs in like any other.
-    sudo_with_code(&sb, &user, &app.next_code());
+    sb.sudo_with_codes(&user, &[&app.next_code()]);
     expect_sudo_event(
         &sb,
         "auth_success",
@@ -662,7 +647,7 @@ fn under_deny_a_self_enrolled_first_device_waits_for_approve() {
         &[("method", "totp"), ("device", "phone")],
     );
     // And the recovery codes the user was shown are the ones stored.
-    sudo_with_code(&sb, &user, &enrolled.recovery_codes[9]);
+    sb.sudo_with_codes(&user, &[&enrolled.recovery_codes[9]]);
     expect_sudo_event(&sb, "recovery_code_used", &user, &[("remaining", "9")]);
 }
 
@@ -697,7 +682,7 @@ fn regenerated_recovery_codes_replace_the_old_ones_at_the_next_login_with_a_code
 
     // The next login with a code from the device applies them, asking
     // nothing more.
-    let sudo = sudo_with_code(&sb, &user, &app.next_code());
+    let sudo = sb.sudo_with_codes(&user, &[&app.next_code()]);
     sudo.assert_not_printed("new device");
     expect_sudo_event(
         &sb,
@@ -714,7 +699,7 @@ fn regenerated_recovery_codes_replace_the_old_ones_at_the_next_login_with_a_code
     assert!(sb.spool_files(user.uid()).is_empty());
 
     // From then on an old code is refused and a new one works.
-    let mut sudo = sb.sudo_as(&user, &COMMAND);
+    let mut sudo = sb.sudo_as(&user, &WHOAMI);
     password(&mut sudo, &user);
     sudo.answer(CODE_PROMPT, &first.recovery_codes[1]);
     sudo.expect(TRY_AGAIN);

@@ -33,19 +33,14 @@ use pam_mfa_e2e::audit::{count_events, expect_event};
 use pam_mfa_e2e::converse::PASSWORD_PROMPT;
 use pam_mfa_e2e::process::{self, Run};
 use pam_mfa_e2e::selfservice::{recovery_codes_shown, UserMfaEnroll, REGENERATE_PROMPT};
-use pam_mfa_e2e::sudo::{password_prompt, TRY_AGAIN};
 use pam_mfa_e2e::{
-    sandbox, unix_now, AuthenticatorApp, Converse, LogLine, MfaEnroll, Op, PtySession, Sandbox,
-    TestUser, Transcript,
+    sandbox, unix_now, AuthenticatorApp, Converse, LogLine, MfaEnroll, Op, Sandbox, TestUser,
+    Transcript,
 };
 use zeroize::Zeroizing;
 
 /// pam_mfa's prompt for a code.
 const CODE_PROMPT: &str = "Verification code: ";
-/// What the commands run through sudo print once they run as root.
-const AS_ROOT: &str = "RUNNING-AS-root";
-/// The command sudo is asked to run: proves it ran, and as whom.
-const COMMAND: [&str; 3] = ["/bin/sh", "-c", "echo RUNNING-AS-$(id -un)"];
 /// What the user is told after new recovery codes were applied.
 const CODES_REPLACED: &str = "your recovery codes were replaced by a new set; the old ones no longer work. If that was not you, tell an administrator now.";
 /// The start of what the user is told about a refused request (after
@@ -125,43 +120,6 @@ fn expect_sudo_event(sb: &Sandbox, event: &str, user: &TestUser, more: &[(&str, 
     let mut want = vec![("user", user.name()), ("service", "sudo")];
     want.extend_from_slice(more);
     expect_event(sb.syslog(), event, &want)
-}
-
-/// Types the password at sudo's prompt.
-fn password(sudo: &mut PtySession, user: &TestUser) {
-    sudo.answer(&password_prompt(user), user.password());
-}
-
-/// `sudo COMMAND` with the password and `code` at the one code prompt;
-/// expects the command to run.
-fn sudo_with_code(sb: &Sandbox, user: &TestUser, code: &str) -> PtySession {
-    let mut sudo = sb.sudo_as(user, &COMMAND);
-    password(&mut sudo, user);
-    sudo.answer(CODE_PROMPT, code);
-    sudo.expect(AS_ROOT);
-    sudo.assert_exit(0);
-    sudo.check(
-        sudo.output().matches(CODE_PROMPT).count() == 1,
-        "one code is asked for",
-    );
-    sudo
-}
-
-/// `sudo COMMAND` answered with each of `codes` in turn (sudo's three
-/// tries), the last of which lets the command run.
-fn sudo_after_refusals(sb: &Sandbox, user: &TestUser, codes: &[&str]) -> PtySession {
-    let mut sudo = sb.sudo_as(user, &COMMAND);
-    let (last, refused) = codes.split_last().expect("at least one code");
-    for code in refused {
-        password(&mut sudo, user);
-        sudo.answer(CODE_PROMPT, code);
-        sudo.expect(TRY_AGAIN);
-    }
-    password(&mut sudo, user);
-    sudo.answer(CODE_PROMPT, last);
-    sudo.expect(AS_ROOT);
-    sudo.assert_exit(0);
-    sudo
 }
 
 /// `mfa-enroll status --json` of `user`.
@@ -310,7 +268,7 @@ fn a_guessed_code_in_regenerate_changes_nothing_and_counts_as_a_failed_attempt()
 
     // The user's next ordinary sudo: one code, and it succeeds; the request
     // is refused, removed and counted as a failed attempt.
-    sudo_with_code(&sb, &user, &app.next_code());
+    sb.sudo_with_codes(&user, &[&app.next_code()]);
     expect_sudo_event(
         &sb,
         "auth_success",
@@ -362,8 +320,8 @@ fn a_guessed_code_in_regenerate_changes_nothing_and_counts_as_a_failed_attempt()
 
     // The attacker's codes do not work; the user's own still do (one
     // wrong code a login: two more failures would start the back-off).
-    sudo_after_refusals(&sb, &user, &[&attackers[0], &first.recovery_codes[0]]);
-    sudo_after_refusals(&sb, &user, &[&attackers2[0], &first.recovery_codes[1]]);
+    sb.sudo_with_codes(&user, &[&attackers[0], &first.recovery_codes[0]]);
+    sb.sudo_with_codes(&user, &[&attackers2[0], &first.recovery_codes[1]]);
     expect_sudo_event(
         &sb,
         "auth_failure",
@@ -390,7 +348,7 @@ fn requests_sealed_by_hand_without_a_code_change_nothing() {
         Request::RecoveryCodes { recovery: hashes },
         None,
     );
-    sudo_with_code(&sb, &user, &app.next_code());
+    sb.sudo_with_codes(&user, &[&app.next_code()]);
     expect_event(
         sb.syslog(),
         "pending_ignored",
@@ -443,8 +401,7 @@ fn requests_sealed_by_hand_without_a_code_change_nothing() {
 
     // Neither the attacker's device nor the attacker's codes log in; the
     // user's own recovery code does.
-    sudo_after_refusals(
-        &sb,
+    sb.sudo_with_codes(
         &user,
         &[
             &attackers_app.next_code(),
@@ -474,7 +431,8 @@ fn the_users_own_new_codes_apply_at_the_next_sudo_and_are_announced_at_the_next_
     // One code at sudo's prompt applies them, at notice level in the log;
     // sudo is silent, so the user is told nothing yet.
     let start = unix_now();
-    sudo_with_code(&sb, &user, &app.next_code()).assert_not_printed("were replaced");
+    sb.sudo_with_codes(&user, &[&app.next_code()])
+        .assert_not_printed("were replaced");
     let end = unix_now();
     let line = expect_sudo_event(
         &sb,
@@ -484,7 +442,7 @@ fn the_users_own_new_codes_apply_at_the_next_sudo_and_are_announced_at_the_next_
     );
     assert_eq!(line.severity(), Some(5), "logged at notice: {line}");
     // The new codes are the ones that work; still silent.
-    sudo_after_refusals(&sb, &user, &[&first.recovery_codes[0], &fresh[0]])
+    sb.sudo_with_codes(&user, &[&first.recovery_codes[0], &fresh[0]])
         .assert_not_printed("were replaced");
     assert_eq!(status(&sb, &user)["recovery_codes_left"], 9);
 
@@ -594,14 +552,14 @@ fn a_copy_of_an_applied_request_does_not_apply_again() {
     let kept = user.home().join("request-copy");
     sb.copy_as(&user, &request[0], &kept);
 
-    sudo_with_code(&sb, &user, &app.next_code());
+    sb.sudo_with_codes(&user, &[&app.next_code()]);
     expect_sudo_event(
         &sb,
         "recovery_codes_regenerated",
         &user,
         &[("reason", APPLIED_CODES)],
     );
-    sudo_with_code(&sb, &user, &fresh[0]);
+    sb.sudo_with_codes(&user, &[&fresh[0]]);
     assert_eq!(status(&sb, &user)["recovery_codes_left"], 9);
 
     // Put back, the copy would bring back the used code if it applied.
@@ -630,7 +588,7 @@ fn a_copy_of_an_applied_request_does_not_apply_again() {
     assert_eq!(st["recovery_codes_left"], 9, "{st}");
     assert_eq!(st["failures"], 0, "a copy is no guess: {st}");
     // The used code stays used.
-    sudo_after_refusals(&sb, &user, &[&fresh[0], &fresh[1]]);
+    sb.sudo_with_codes(&user, &[&fresh[0], &fresh[1]]);
     assert_eq!(status(&sb, &user)["recovery_codes_left"], 8);
 }
 
@@ -741,8 +699,8 @@ fn approve_shows_each_request_asks_before_applying_and_takes_the_one_named() {
     assert!(sb.spool_files(user.uid()).is_empty());
 
     // Both devices log in.
-    sudo_with_code(&sb, &user, &phone_app.next_code());
-    sudo_with_code(&sb, &user, &tablet_app.next_code());
+    sb.sudo_with_codes(&user, &[&phone_app.next_code()]);
+    sb.sudo_with_codes(&user, &[&tablet_app.next_code()]);
     expect_sudo_event(
         &sb,
         "auth_success",
