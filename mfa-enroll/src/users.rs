@@ -24,20 +24,31 @@ fn json_line(out: &mut impl Write, value: &Value) -> Result<(), CliError> {
 // ---------------------------------------------------------------------------
 // status, reset, unlock
 
-/// `status`: one user's state.
-pub fn status(config_path: &Path, args: &StatusArgs, out: &mut impl Write) -> Result<(), CliError> {
+/// What `status` and `devices` show: the user's state, read under their
+/// lock; a half of the record found unusable on the way is logged.
+fn read_status(
+    command: &'static str,
+    config_path: &Path,
+    target: &Target,
+) -> Result<(Who, UserStatus), CliError> {
     let Admin {
         config,
         keys,
         store,
-    } = Admin::open("status", config_path)?;
-    let who = resolve(&args.target)?;
+    } = Admin::open(command, config_path)?;
+    let who = resolve(target)?;
     let state = open_user(&store, &who, &keys)?;
     let status = admin::status(&state, &config, SystemClock.now());
     drop(state);
     if let Some(fault) = &status.slot_discarded {
         log(&render::slot_discarded_event(&who, &fault.to_string()));
     }
+    Ok((who, status))
+}
+
+/// `status`: one user's state.
+pub fn status(config_path: &Path, args: &StatusArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let (who, status) = read_status("status", config_path, &args.target)?;
     if args.json {
         write_out(out, &render::json_line(&render::status_json(&who, &status)))
     } else {
@@ -248,15 +259,7 @@ pub fn devices(
     args: &StatusArgs,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    let Admin {
-        config,
-        keys,
-        store,
-    } = Admin::open("devices", config_path)?;
-    let who = resolve(&args.target)?;
-    let state = open_user(&store, &who, &keys)?;
-    let status = admin::status(&state, &config, SystemClock.now());
-    drop(state);
+    let (who, status) = read_status("devices", config_path, &args.target)?;
     if args.json {
         let full = render::status_json(&who, &status);
         json_line(
