@@ -100,8 +100,14 @@ fn host_multiarch() -> String {
 }
 
 /// The debootstrap tarball of minbase plus [`INCLUDE`], downloaded once
-/// into `cache` and reused.
+/// into `cache` and reused. The tests of this file run in parallel and share
+/// one process id, so the download is serialised: a second test waits for
+/// the first one's tarball instead of downloading into the same directory.
 fn debootstrap_tarball(sb: &Sandbox, cache: &Path) -> PathBuf {
+    static DOWNLOAD: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = DOWNLOAD
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let tarball = cache.join(format!(
         "debootstrap-{SUITE}-minbase-{}.tgz",
         INCLUDE.replace(',', "-")
