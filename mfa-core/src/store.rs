@@ -34,6 +34,8 @@
 //! directory, taken with `flock` and never unlinked (unlinking a lock file
 //! lets two processes hold "the" lock on different inodes).
 
+pub mod postgres;
+
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;

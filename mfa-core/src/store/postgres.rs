@@ -1,0 +1,1 @@
+//! The PostgreSQL row client behind the shared record store.
