@@ -31,7 +31,8 @@ pub use error::ConfigError;
 pub use load::MAX_CONFIG_SIZE;
 pub use settings::{
     Config, EnrollmentConfig, GroupsConfig, NotConfigured, Paths, PolicyConfig, QrStyle,
-    RecoveryConfig, ServiceOverride, ThrottleConfig, TotpConfig, TOTP_PERIODS,
+    RecoveryConfig, ServiceOverride, StoreBackend, StoreConfig, ThrottleConfig, TotpConfig,
+    TOTP_PERIODS,
 };
 
 /// Where the shells look for the configuration unless `config=` says otherwise.

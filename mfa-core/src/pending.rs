@@ -27,7 +27,7 @@ use crate::record::{
 };
 use crate::recovery::{KdfParams, RecoveryHashes};
 use crate::spool::{self, Found};
-use crate::store::{Store, StoreError};
+use crate::store::{Owner, Store, StoreError};
 use crate::totp::{self, Verdict, MIN_SECRET_BYTES};
 
 /// What a pending enrollment asks for.
@@ -591,7 +591,9 @@ pub fn approve(
         ApproveError::Refused(r)
     };
     check_policy(&found.pending, config).map_err(refused)?;
-    let mut state = store.open_user(uid, keys).map_err(ApproveError::Store)?;
+    let mut state = store
+        .open_user(Owner::new(uid, username), keys)
+        .map_err(ApproveError::Store)?;
     let mut record = state
         .record()
         .cloned()

@@ -1,59 +1,44 @@
-//! The encrypted per-user record store.
+//! The record store: one sealed [`Record`] per user, behind one interface
+//! with two backends.
 //!
-//! One file per uid in the state directory (root, 0700), named by the
-//! decimal uid. The file holds two fixed-size *slots*; each slot is a complete
-//! sealed copy of the user's [`Record`]:
+//! - **files** (the default, [`files`]): one file per uid in the state
+//!   directory, two sealed slots, a login commits one slot in place.
+//! - **postgres** ([`postgres`]): one row per login name in a PostgreSQL
+//!   database that a fleet of hosts shares, committed with
+//!   `UPDATE ... WHERE name = $1 AND version = $2`.
 //!
-//! ```text
-//! offset size
-//!  0      8   magic "PAM_MFA\0"
-//!  8      2   format version (2; 1 is still read), big-endian
-//! 10      4   key generation
-//! 14      8   key check (derived from the generation's secret)
-//! 22      8   sequence number
-//! 30     12   AES-GCM nonce (random per write)
-//! 42      4   ciphertext length n
-//! 46      n   AES-256-GCM ciphertext of the encoded record, tag included
-//! 46+n        zero padding to the slot size
-//! ```
+//! Both seal a record the same way ([`seal`]: AES-256-GCM under the master
+//! key, the AAD binding the owner and the sequence number or row version),
+//! so the database, like the disk, only ever holds ciphertext.
 //!
-//! The AAD is the 46-byte header followed by the uid (4 bytes, big-endian),
-//! so a record copied to another user's path, a changed sequence number or a
-//! changed generation fails to authenticate. The slot size is half the file
-//! size.
-//!
-//! A login commits by sealing the new state into the *older* slot in place
-//! and calling `fdatasync` once: a torn or interrupted write damages only the
-//! slot being written, and the reader then takes the other, which holds the
-//! state before the unfinished commit. Changes that do not fit the slot
-//! (enrollment, a new device) and key migration use the rename protocol: a
-//! new file (slot A sealed, slot B empty) is written beside the old one,
-//! fsynced, renamed over it, and the directory fsynced.
-//!
-//! Every access happens under the user's lock, `<uid>.lock` in the same
-//! directory, taken with `flock` and never unlinked (unlinking a lock file
-//! lets two processes hold "the" lock on different inodes).
+//! Two ways in:
+//! - [`Store::open_user`] for commands: the files backend holds the user's
+//!   lock until the [`UserState`] is dropped; the PostgreSQL backend
+//!   remembers the row version it read and refuses a write over a newer one
+//!   ([`StoreError::Conflict`]).
+//! - [`Store::read`] and [`Store::transact`] for a login, which must not hold
+//!   anything while the user types: read a [`Snapshot`], decide, and commit
+//!   only if the record is unchanged (compare-and-set); when another login
+//!   won meanwhile, read again and decide again, a few times at most.
 
+mod files;
 pub mod postgres;
+mod rows;
+mod seal;
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
-use nix::fcntl::{Flock, FlockArg};
-use nix::libc;
-use zeroize::Zeroizing;
+pub use files::decode_record_file;
+use files::{FileState, FileStore};
+use rows::{RowState, RowStore};
 
-use crate::codec::{Reader, Writer};
-use crate::fsutil::{self, Access, FileError, FileTrust, RenameStep};
-use crate::keys::{Generation, MasterKey, StoreKey};
-use crate::random::{self, RandomUnavailable};
+use crate::config::{Config, StoreBackend};
+use crate::fsutil::{FileError, FileTrust, RenameStep};
+use crate::keys::{Generation, MasterKey};
+use crate::random::RandomUnavailable;
 use crate::record::{Record, RecordTooLarge};
 
 /// First bytes of every sealed slot.
@@ -64,13 +49,10 @@ pub const RECORD_MAGIC: [u8; 8] = *b"PAM_MFA\0";
 pub const RECORD_VERSION: u16 = crate::record::WRITE_VERSION;
 /// Length of a slot's header.
 pub const HEADER_LEN: usize = 46;
-const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = 16;
 /// Slot sizes are multiples of this, so a slot never straddles more sectors
 /// than it must.
 pub const SLOT_ALIGN: usize = 512;
-/// Free room left in a slot so that ordinary logins (a longer rhost, one
-/// recovery code fewer or more) never need a new file.
-const SLOT_SLACK: usize = 256;
 /// The largest slot; no legitimate record comes close.
 pub const MAX_SLOT: usize = 64 * 1024;
 /// The largest record file.
@@ -179,6 +161,43 @@ pub enum StoreError {
     Random(RandomUnavailable),
     /// An earlier commit in this session failed, so its state is unknown.
     Poisoned,
+    /// The PostgreSQL store keys records by login name, and this uid has
+    /// none on this host.
+    NameRequired {
+        /// The uid asked for.
+        uid: u32,
+    },
+    /// The files store keys records by uid, and this name has no account
+    /// on this host.
+    NoLocalAccount {
+        /// The name asked for.
+        name: String,
+    },
+    /// A PostgreSQL row holds no usable record.
+    Row {
+        /// The login name the row belongs to.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+        /// The key generation its seal names, when that is the problem.
+        generation: Option<Generation>,
+    },
+    /// The shared store could not be reached, did not answer in time, or
+    /// refused the operation.
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
+    /// The record changed (another host, another session) between reading
+    /// it and writing it; nothing was written.
+    Conflict {
+        /// Whose record.
+        owner: Owner,
+    },
+    /// The record kept changing while a login tried to commit.
+    Contended {
+        /// Whose record.
+        owner: Owner,
+        /// How many times it was read and decided again.
+        attempts: u32,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -220,6 +239,31 @@ impl fmt::Display for StoreError {
             StoreError::Poisoned => {
                 f.write_str("an earlier write in this session failed; start over")
             }
+            StoreError::NameRequired { uid } => write!(
+                f,
+                "uid {uid} has no login name on this host, and the PostgreSQL store keys records by name; give the user's name with --user"
+            ),
+            StoreError::NoLocalAccount { name } => write!(
+                f,
+                "{name} has no account on this host, and the files store keys records by uid"
+            ),
+            StoreError::Row {
+                name,
+                reason,
+                generation: _,
+            } => write!(
+                f,
+                "record of {name} in the PostgreSQL store is unusable ({reason}); restore it from a backup of the database or re-enroll the user with `mfa-enroll reset`"
+            ),
+            StoreError::Unavailable(e) => write!(f, "{e}"),
+            StoreError::Conflict { owner } => write!(
+                f,
+                "the record of {owner} changed while this ran (another login or host); nothing was written: run the command again"
+            ),
+            StoreError::Contended { owner, attempts } => write!(
+                f,
+                "the record of {owner} changed under each of {attempts} attempts to commit; nothing was written"
+            ),
         }
     }
 }
@@ -246,535 +290,124 @@ pub enum CommitKind {
     InPlace,
     /// A new file was written and renamed over the old one.
     Rewritten,
+    /// A PostgreSQL row was replaced by a version-checked update.
+    Replaced,
 }
 
-type FaultHook = Arc<dyn Fn(CommitStep) -> io::Result<()> + Send + Sync>;
-
-/// The directory of user records.
-#[derive(Clone)]
-pub struct Store {
-    dir: PathBuf,
-    trust: FileTrust,
-    lock_timeout: Duration,
-    fault: Option<FaultHook>,
+/// Whose record: a uid (the files backend's key), a login name (the
+/// PostgreSQL backend's key), or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    uid: Option<u32>,
+    name: Option<String>,
 }
 
-impl fmt::Debug for Store {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Store")
-            .field("dir", &self.dir)
-            .field("trust", &self.trust)
-            .field("lock_timeout", &self.lock_timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-enum Slot {
-    Empty,
-    Valid {
-        seq: u64,
-        generation: Generation,
-        version: u16,
-        plaintext: Zeroizing<Vec<u8>>,
-    },
-    Invalid(SlotFault),
-}
-
-fn seal_slot(
-    key: &StoreKey,
-    uid: u32,
-    seq: u64,
-    plaintext: &[u8],
-    slot_size: usize,
-) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-    let nonce = random::bytes::<12>().map_err(StoreError::Random)?;
-    let ct_len = plaintext.len() + TAG_LEN;
-    let mut w = Writer::with_capacity(HEADER_LEN);
-    w.raw(&RECORD_MAGIC);
-    w.u16(RECORD_VERSION);
-    w.u32(key.generation());
-    w.raw(&key.check());
-    w.u64(seq);
-    w.raw(&nonce);
-    // Bounded by MAX_SLOT, far below u32::MAX.
-    w.u32(u32::try_from(ct_len).unwrap_or(u32::MAX));
-    let header = w.finish();
-    let mut aad = header.to_vec();
-    aad.extend_from_slice(&uid.to_be_bytes());
-    let cipher = Aes256Gcm::new(key.bytes().into());
-    let ct = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad: &aad,
-            },
-        )
-        .map_err(|_| StoreError::Corrupt {
-            uid,
-            reason: "encryption failed".into(),
-        })?;
-    let mut slot = Zeroizing::new(Vec::with_capacity(slot_size));
-    slot.extend_from_slice(&header);
-    slot.extend_from_slice(&ct);
-    slot.resize(slot_size, 0);
-    Ok(slot)
-}
-
-fn open_slot(bytes: &[u8], uid: u32, keys: &MasterKey) -> Slot {
-    use SlotFault::{Corrupt, UnknownGeneration, UnknownVersion, WrongKey};
-    if bytes.iter().all(|&b| b == 0) {
-        return Slot::Empty;
-    }
-    let Some((header, rest)) = bytes.split_at_checked(HEADER_LEN) else {
-        return Slot::Invalid(Corrupt("slot shorter than its header"));
-    };
-    let mut r = Reader::new(header);
-    // The header is exactly HEADER_LEN bytes, so these reads cannot fail.
-    let (Ok(magic), Ok(version), Ok(generation), Ok(check), Ok(seq), Ok(nonce), Ok(ct_len)) = (
-        r.array::<8>(),
-        r.u16(),
-        r.u32(),
-        r.array::<8>(),
-        r.u64(),
-        r.array::<12>(),
-        r.u32(),
-    ) else {
-        return Slot::Invalid(Corrupt("short header"));
-    };
-    if magic != RECORD_MAGIC {
-        return Slot::Invalid(Corrupt("bad magic"));
-    }
-    if !crate::record::READ_VERSIONS.contains(&version) {
-        return Slot::Invalid(UnknownVersion(version));
-    }
-    let ct_len = ct_len as usize;
-    if ct_len < TAG_LEN || ct_len > rest.len() {
-        return Slot::Invalid(Corrupt("bad length"));
-    }
-    let (ct, padding) = rest.split_at(ct_len);
-    // The padding is outside the AEAD; insist it is untouched.
-    if padding.iter().any(|&b| b != 0) {
-        return Slot::Invalid(Corrupt("padding altered"));
-    }
-    let Some(key) = keys.store_key(generation) else {
-        return Slot::Invalid(UnknownGeneration(generation));
-    };
-    if key.check() != check {
-        return Slot::Invalid(WrongKey(generation));
-    }
-    let mut aad = header.to_vec();
-    aad.extend_from_slice(&uid.to_be_bytes());
-    let cipher = Aes256Gcm::new(key.bytes().into());
-    match cipher.decrypt(Nonce::from_slice(&nonce), Payload { msg: ct, aad: &aad }) {
-        Ok(pt) => Slot::Valid {
-            seq,
-            generation,
-            version,
-            plaintext: Zeroizing::new(pt),
-        },
-        Err(_) => Slot::Invalid(Corrupt("does not authenticate")),
-    }
-}
-
-/// What a reader makes of a record file's bytes.
-struct Opened {
-    record: Record,
-    slot: usize,
-    seq: u64,
-    slot_size: usize,
-    generations: Vec<Generation>,
-    discarded: Option<SlotFault>,
-}
-
-fn fault_to_error(uid: u32, fault: &SlotFault) -> StoreError {
-    match *fault {
-        SlotFault::Corrupt(why) => StoreError::Corrupt {
-            uid,
-            reason: why.into(),
-        },
-        SlotFault::UnknownVersion(version) => StoreError::UnknownVersion { uid, version },
-        SlotFault::UnknownGeneration(generation) => StoreError::WrongKey {
-            uid,
-            generation,
-            missing: true,
-        },
-        SlotFault::WrongKey(generation) => StoreError::WrongKey {
-            uid,
-            generation,
-            missing: false,
-        },
-    }
-}
-
-/// Picks the state a record file holds, or says why it holds none.
-fn open_file_bytes(bytes: &[u8], uid: u32, keys: &MasterKey) -> Result<Opened, StoreError> {
-    let corrupt = |reason: &str| StoreError::Corrupt {
-        uid,
-        reason: reason.into(),
-    };
-    if bytes.is_empty() {
-        return Err(corrupt("empty file"));
-    }
-    let slot_size = bytes.len() / 2;
-    if bytes.len() % 2 != 0
-        || slot_size % SLOT_ALIGN != 0
-        || !(HEADER_LEN + TAG_LEN..=MAX_SLOT).contains(&slot_size)
-    {
-        return Err(corrupt(
-            "file size is not two whole slots (truncated or extended)",
-        ));
-    }
-    let slots = [
-        open_slot(&bytes[..slot_size], uid, keys),
-        open_slot(&bytes[slot_size..], uid, keys),
-    ];
-    let mut valid = Vec::new();
-    let mut faults = Vec::new();
-    let mut generations = Vec::new();
-    for (i, slot) in slots.into_iter().enumerate() {
-        match slot {
-            Slot::Valid {
-                seq,
-                generation,
-                version,
-                plaintext,
-            } => {
-                generations.push(generation);
-                valid.push((i, seq, version, plaintext));
-            }
-            Slot::Invalid(f) => faults.push(f),
-            Slot::Empty => {}
-        }
-    }
-    let (slot, seq, version, plaintext) = match valid.len() {
-        2 if valid[0].1 == valid[1].1 => return Err(corrupt("both slots claim one sequence")),
-        2 => {
-            let newer = usize::from(valid[1].1 > valid[0].1);
-            valid.swap_remove(newer)
-        }
-        1 => valid.pop().unwrap_or_else(|| unreachable!()),
-        _ => {
-            // No usable state. Report the most telling fault: a newer format
-            // or another key says more than "corrupt".
-            faults.sort_by_key(|f| match f {
-                SlotFault::UnknownVersion(_) => 0,
-                SlotFault::UnknownGeneration(_) => 1,
-                SlotFault::WrongKey(_) => 2,
-                SlotFault::Corrupt(_) => 3,
-            });
-            return Err(match faults.into_iter().next() {
-                Some(f) => fault_to_error(uid, &f),
-                None => corrupt("no sealed state in either slot"),
-            });
-        }
-    };
-    let record = Record::decode(&plaintext, version).map_err(|e| StoreError::Corrupt {
-        uid,
-        reason: format!("authenticated but undecodable: {e}"),
-    })?;
-    Ok(Opened {
-        record,
-        slot,
-        seq,
-        slot_size,
-        generations,
-        discarded: faults.into_iter().next(),
-    })
-}
-
-fn slot_size_for(plaintext_len: usize) -> usize {
-    let needed = HEADER_LEN + plaintext_len + TAG_LEN + SLOT_SLACK;
-    needed.div_ceil(SLOT_ALIGN) * SLOT_ALIGN
-}
-
-/// The open record file of a locked user.
-struct OpenRecord {
-    file: File,
-    slot: usize,
-    seq: u64,
-    slot_size: usize,
-}
-
-/// A user's state, held under their lock until dropped.
-pub struct UserState<'s> {
-    store: &'s Store,
-    uid: u32,
-    _lock: Flock<File>,
-    file: Option<OpenRecord>,
-    record: Option<Record>,
-    generations: Vec<Generation>,
-    discarded: Option<SlotFault>,
-    poisoned: bool,
-}
-
-impl fmt::Debug for UserState<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UserState")
-            .field("uid", &self.uid)
-            .field("enrolled", &self.record.is_some())
-            .field("generations", &self.generations)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Store {
-    /// The store in `dir`, trusting files owned by `trust`'s uid.
-    pub fn new(dir: impl Into<PathBuf>, trust: FileTrust) -> Self {
-        Store {
-            dir: dir.into(),
-            trust,
-            lock_timeout: DEFAULT_LOCK_TIMEOUT,
-            fault: None,
+impl Owner {
+    /// A local account, known by both.
+    pub fn new(uid: u32, name: impl Into<String>) -> Owner {
+        Owner {
+            uid: Some(uid),
+            name: Some(name.into()),
         }
     }
 
-    /// Changes how long to wait for a user's lock.
-    #[must_use]
-    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
-        self.lock_timeout = timeout;
-        self
-    }
-
-    /// Calls `hook` at every [`CommitStep`]; an error it returns makes the
-    /// commit fail right there, as a failing disk would. For fault-injection
-    /// tests; the shells never install one.
-    #[must_use]
-    pub fn with_fault_injection(
-        mut self,
-        hook: impl Fn(CommitStep) -> io::Result<()> + Send + Sync + 'static,
-    ) -> Self {
-        self.fault = Some(Arc::new(hook));
-        self
-    }
-
-    /// The state directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    fn fault(&self, step: CommitStep) -> io::Result<()> {
-        self.fault.as_ref().map_or(Ok(()), |f| f(step))
-    }
-
-    /// Checks the state directory: a real directory, owned by the trusted
-    /// uid, mode 0700 or stricter, on a local filesystem.
-    ///
-    /// # Errors
-    /// [`StoreError::Directory`].
-    pub fn check_dir(&self) -> Result<(), StoreError> {
-        fsutil::check_dir(&self.dir, self.trust, Access::OwnerOnly)
-            .map_err(StoreError::Directory)?;
-        fsutil::check_local(&self.dir).map_err(StoreError::Directory)
-    }
-
-    fn record_path(&self, uid: u32) -> PathBuf {
-        self.dir.join(uid.to_string())
-    }
-
-    fn lock(&self, uid: u32) -> Result<Flock<File>, StoreError> {
-        let path = self.dir.join(format!("{uid}.lock"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| StoreError::Unreadable(FileError::io(&path, e)))?;
-        fsutil::check_open_file(&path, &file, self.trust, Access::OwnerOnly, 0)
-            .map_err(StoreError::Unreadable)?;
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        let mut file = file;
-        loop {
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => return Ok(lock),
-                Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
-                    let waited = start.elapsed();
-                    if waited >= self.lock_timeout {
-                        return Err(StoreError::LockTimeout { uid, waited });
-                    }
-                    std::thread::sleep(pause.min(self.lock_timeout.saturating_sub(waited)));
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                    file = f;
-                }
-                Err((_, errno)) => {
-                    return Err(StoreError::Io {
-                        path,
-                        err: io::Error::from(errno),
-                    })
-                }
-            }
+    /// A login name with no account on this host (a row of the shared store).
+    pub fn named(name: impl Into<String>) -> Owner {
+        Owner {
+            uid: None,
+            name: Some(name.into()),
         }
     }
 
-    /// Locks `uid` and reads their record. The lock is held until the
-    /// returned [`UserState`] is dropped: read, decide, commit, unlock.
-    ///
-    /// # Errors
-    /// Any [`StoreError`] except `NotEnrolled` (an absent record is
-    /// `record() == None`).
-    pub fn open_user(&self, uid: u32, keys: &MasterKey) -> Result<UserState<'_>, StoreError> {
-        self.check_dir()?;
-        let lock = self.lock(uid)?;
-        let path = self.record_path(uid);
-        let mut state = UserState {
-            store: self,
-            uid,
-            _lock: lock,
-            file: None,
-            record: None,
-            generations: Vec::new(),
-            discarded: None,
-            poisoned: false,
-        };
-        let file = match fsutil::open_nofollow(&path, true) {
-            Ok(f) => f,
-            Err(e) if e.is_missing() => return Ok(state),
-            Err(e) => return Err(StoreError::Unreadable(e)),
-        };
-        let meta =
-            fsutil::check_open_file(&path, &file, self.trust, Access::OwnerOnly, MAX_RECORD_FILE)
-                .map_err(StoreError::Unreadable)?;
-        let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
-        let mut bytes = Zeroizing::new(vec![0u8; len]);
-        file.read_exact_at(&mut bytes, 0)
-            .map_err(|err| StoreError::Io {
-                path: path.clone(),
-                err,
-            })?;
-        let opened = open_file_bytes(&bytes, uid, keys)?;
-        state.file = Some(OpenRecord {
-            file,
-            slot: opened.slot,
-            seq: opened.seq,
-            slot_size: opened.slot_size,
-        });
-        state.record = Some(opened.record);
-        state.generations = opened.generations;
-        state.discarded = opened.discarded;
-        Ok(state)
-    }
-
-    /// Deletes `uid`'s record under their lock without opening it, whatever
-    /// state it is in: the way out for a corrupt, foreign or unreadable
-    /// record (`mfa-enroll reset`). The lock file stays.
-    ///
-    /// # Errors
-    /// [`StoreError::Directory`], [`StoreError::LockTimeout`] or [`StoreError::Io`].
-    pub fn remove_user(&self, uid: u32) -> Result<(), StoreError> {
-        self.check_dir()?;
-        let _lock = self.lock(uid)?;
-        self.unlink_record(uid)
-    }
-
-    fn unlink_record(&self, uid: u32) -> Result<(), StoreError> {
-        let path = self.record_path(uid);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => return Err(StoreError::Io { path, err }),
+    /// A uid whose name this host does not know.
+    pub fn by_uid(uid: u32) -> Owner {
+        Owner {
+            uid: Some(uid),
+            name: None,
         }
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|err| StoreError::Io {
-                path: self.dir.clone(),
-                err,
-            })
     }
 
-    /// Which key each sealed slot of `uid`'s record file names, read from the
-    /// slot headers alone: no key is needed and nothing is decrypted, so
-    /// `doctor` can tell which generations the records need even when the
-    /// key file is missing. Empty slots and slots whose header is not a
-    /// sealed header of this format are left out. Read without the user's
-    /// lock (a diagnostic): a slot being rewritten at that moment may be
-    /// left out or show its new state.
-    ///
-    /// # Errors
-    /// [`StoreError::Unreadable`] if the file fails its checks or is
-    /// missing, [`StoreError::Corrupt`] if its size is not two whole slots,
-    /// [`StoreError::Io`] if it cannot be read.
-    pub fn sealed_under(&self, uid: u32) -> Result<Vec<SlotSeal>, StoreError> {
-        let path = self.record_path(uid);
-        let file = fsutil::open_nofollow(&path, true).map_err(StoreError::Unreadable)?;
-        let meta =
-            fsutil::check_open_file(&path, &file, self.trust, Access::OwnerOnly, MAX_RECORD_FILE)
-                .map_err(StoreError::Unreadable)?;
-        let slot_size = usize::try_from(meta.len() / 2).unwrap_or(usize::MAX);
-        if meta.len() % 2 != 0
-            || slot_size % SLOT_ALIGN != 0
-            || !(HEADER_LEN + TAG_LEN..=MAX_SLOT).contains(&slot_size)
-        {
-            return Err(StoreError::Corrupt {
-                uid,
-                reason: "file size is not two whole slots (truncated or extended)".into(),
-            });
-        }
-        let mut seals = Vec::new();
-        for slot in 0..2 {
-            let mut header = [0u8; HEADER_LEN];
-            file.read_exact_at(&mut header, (slot * slot_size) as u64)
-                .map_err(|err| StoreError::Io {
-                    path: path.clone(),
-                    err,
-                })?;
-            let mut r = Reader::new(&header);
-            // Every format so far shares this header; a newer one is left out.
-            if let (
-                Ok(RECORD_MAGIC),
-                Ok(1..=RECORD_VERSION),
-                Ok(generation),
-                Ok(key_check),
-                Ok(seq),
-            ) = (r.array::<8>(), r.u16(), r.u32(), r.array::<8>(), r.u64())
-            {
-                seals.push(SlotSeal {
-                    generation,
-                    key_check,
-                    seq,
-                });
-            }
-        }
-        Ok(seals)
-    }
-
-    /// The uids that have a record file, in ascending order.
-    ///
-    /// # Errors
-    /// [`StoreError::Directory`] or [`StoreError::Io`].
-    pub fn uids(&self) -> Result<Vec<u32>, StoreError> {
-        self.check_dir()?;
-        let entries = std::fs::read_dir(&self.dir).map_err(|err| StoreError::Io {
-            path: self.dir.clone(),
-            err,
-        })?;
-        let mut uids = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|err| StoreError::Io {
-                path: self.dir.clone(),
-                err,
-            })?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            // Canonical decimal only: "007" or "+7" is not a record name.
-            if let Ok(uid) = name.parse::<u32>() {
-                if uid.to_string() == name {
-                    uids.push(uid);
-                }
-            }
-        }
-        uids.sort_unstable();
-        Ok(uids)
-    }
-}
-
-impl UserState<'_> {
-    /// The user.
-    pub fn uid(&self) -> u32 {
+    /// The uid, if the account exists here.
+    pub fn uid(&self) -> Option<u32> {
         self.uid
+    }
+
+    /// The login name, if known.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+impl From<u32> for Owner {
+    fn from(uid: u32) -> Owner {
+        Owner::by_uid(uid)
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.uid, &self.name) {
+            (Some(uid), _) => write!(f, "uid {uid}"),
+            (None, Some(name)) => write!(f, "user {name}"),
+            (None, None) => f.write_str("an unnamed user"),
+        }
+    }
+}
+
+/// The uid reported for a name with no account on this host: `(uid_t)-1`,
+/// which POSIX reserves and no account has.
+pub const NO_UID: u32 = u32::MAX;
+
+/// How many times a login reads and decides again after losing a
+/// compare-and-set before it gives up (and denies).
+pub const MAX_ATTEMPTS: u32 = 4;
+
+/// Where the records are, and how they are reached.
+#[derive(Debug)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Files(FileStore),
+    Rows(RowStore),
+}
+
+/// What version of a record a [`Snapshot`] or [`UserState`] saw, so that a
+/// write can insist nothing changed since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Version {
+    /// No record.
+    Absent,
+    /// A record file: which file (a rename makes a new one) and which slot
+    /// sequence number.
+    File {
+        /// Device of the file.
+        dev: u64,
+        /// Inode of the file.
+        ino: u64,
+        /// Sequence number of the slot in use.
+        seq: u64,
+    },
+    /// A PostgreSQL row's version.
+    Row(i64),
+}
+
+/// A user's record as read at one moment, holding nothing (no lock, no
+/// connection): what a login decides on while the user types.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    owner: Owner,
+    record: Option<Record>,
+    version: Version,
+    discarded: Option<SlotFault>,
+}
+
+impl Snapshot {
+    /// Whose record.
+    pub fn owner(&self) -> &Owner {
+        &self.owner
     }
 
     /// The record, or `None` if the user is not enrolled.
@@ -782,204 +415,424 @@ impl UserState<'_> {
         self.record.as_ref()
     }
 
+    /// If one half of a record file was unusable while the other held the
+    /// state, why ([`UserState::discarded_slot`]).
+    pub fn discarded_slot(&self) -> Option<&SlotFault> {
+        self.discarded.as_ref()
+    }
+}
+
+/// What a login decided on a [`Snapshot`].
+#[derive(Debug)]
+pub enum Decision<T> {
+    /// Nothing to write; the answer stands.
+    Keep(T),
+    /// Write this record; the answer stands only if the write commits.
+    Write(Record, T),
+}
+
+impl Store {
+    /// The files store in `dir`, trusting files owned by `trust`'s uid.
+    pub fn new(dir: impl Into<PathBuf>, trust: FileTrust) -> Self {
+        Store {
+            backend: Backend::Files(FileStore::new(dir, trust)),
+        }
+    }
+
+    /// The PostgreSQL store reached through `client`. `state_dir` is still
+    /// named (`store migrate` reads the local records from it), and
+    /// `hostname` is written beside every change.
+    pub fn postgres(
+        client: postgres::Client,
+        state_dir: impl Into<PathBuf>,
+        hostname: &str,
+    ) -> Self {
+        Store {
+            backend: Backend::Rows(RowStore::new(Box::new(client), state_dir.into(), hostname)),
+        }
+    }
+
+    /// The store the configuration names (`[store] backend`).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if the connection file is missing,
+    /// unsafe or unreadable.
+    pub fn from_config(
+        config: &Config,
+        trust: FileTrust,
+        hostname: &str,
+    ) -> Result<Self, StoreError> {
+        let store = &config.store;
+        match store.backend {
+            StoreBackend::Files => Ok(Store::new(&config.paths.state_dir, trust)),
+            StoreBackend::Postgres => {
+                let timeout = Duration::from_millis(u64::from(store.timeout_ms));
+                let settings = postgres::Settings::load(&store.connection_file, trust, timeout)
+                    .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+                Ok(Store::postgres(
+                    postgres::Client::new(settings),
+                    &config.paths.state_dir,
+                    hostname,
+                ))
+            }
+        }
+    }
+
+    /// Changes how long the files backend waits for a user's lock.
+    #[must_use]
+    pub fn with_lock_timeout(self, timeout: Duration) -> Self {
+        match self.backend {
+            Backend::Files(f) => Store {
+                backend: Backend::Files(f.with_lock_timeout(timeout)),
+            },
+            rows @ Backend::Rows(_) => Store { backend: rows },
+        }
+    }
+
+    /// Calls `hook` at every [`CommitStep`] of the files backend; an error
+    /// it returns makes the commit fail right there, as a failing disk
+    /// would. For fault-injection tests; the shells never install one.
+    #[must_use]
+    pub fn with_fault_injection(
+        self,
+        hook: impl Fn(CommitStep) -> io::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        match self.backend {
+            Backend::Files(f) => Store {
+                backend: Backend::Files(f.with_fault_injection(hook)),
+            },
+            rows @ Backend::Rows(_) => Store { backend: rows },
+        }
+    }
+
+    /// The state directory (for the PostgreSQL backend: where local records
+    /// would be, which `store migrate` reads).
+    pub fn dir(&self) -> &Path {
+        match &self.backend {
+            Backend::Files(f) => f.dir(),
+            Backend::Rows(r) => r.state_dir(),
+        }
+    }
+
+    /// True when records live in a database that other hosts share.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Rows(_))
+    }
+
+    /// Where the records are, for messages: a directory or the servers.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Files(f) => f.dir().display().to_string(),
+            Backend::Rows(r) => r.describe(),
+        }
+    }
+
+    /// Checks what can be checked without touching a record: the files
+    /// backend's state directory (a real directory, owned by the trusted
+    /// uid, mode 0700 or stricter, on a local filesystem). The PostgreSQL
+    /// backend is checked by its first operation, under its deadline.
+    ///
+    /// # Errors
+    /// [`StoreError::Directory`].
+    pub fn check_dir(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Files(f) => f.check_dir(),
+            Backend::Rows(_) => Ok(()),
+        }
+    }
+
+    /// Opens `owner`'s state for a command: read, decide, commit. The files
+    /// backend holds the user's lock until the returned [`UserState`] is
+    /// dropped; the PostgreSQL backend refuses to commit over a newer row.
+    ///
+    /// # Errors
+    /// Any [`StoreError`] except `NotEnrolled` (an absent record is
+    /// `record() == None`).
+    pub fn open_user(
+        &self,
+        owner: impl Into<Owner>,
+        keys: &MasterKey,
+    ) -> Result<UserState<'_>, StoreError> {
+        let owner = owner.into();
+        let inner = match &self.backend {
+            Backend::Files(f) => Inner::Files(f.open_user(files_key(&owner)?, keys)?),
+            Backend::Rows(r) => Inner::Rows(r.open(rows_key(&owner)?, keys)?),
+        };
+        Ok(UserState { owner, inner })
+    }
+
+    /// Deletes `owner`'s record without opening it, whatever state it is
+    /// in: the way out for a corrupt, foreign or unreadable record
+    /// (`mfa-enroll reset`).
+    ///
+    /// # Errors
+    /// The backend's [`StoreError`].
+    pub fn remove_user(&self, owner: impl Into<Owner>) -> Result<(), StoreError> {
+        let owner = owner.into();
+        match &self.backend {
+            Backend::Files(f) => f.remove_user(files_key(&owner)?),
+            Backend::Rows(r) => r.remove(rows_key(&owner)?),
+        }
+    }
+
+    /// Which key each sealed copy of `uid`'s record file names, read from
+    /// the headers alone (see [`files`]). The files backend only: the
+    /// shared store reports nothing here.
+    ///
+    /// # Errors
+    /// As the files backend reports.
+    pub fn sealed_under(&self, uid: u32) -> Result<Vec<SlotSeal>, StoreError> {
+        match &self.backend {
+            Backend::Files(f) => f.sealed_under(uid),
+            Backend::Rows(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// The uids that have a record file, in ascending order (the files
+    /// backend; the PostgreSQL backend lists [`Store::owners`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Directory`] or [`StoreError::Io`].
+    pub fn uids(&self) -> Result<Vec<u32>, StoreError> {
+        match &self.backend {
+            Backend::Files(f) => f.uids(),
+            Backend::Rows(_) => Ok(self.owners()?.iter().filter_map(Owner::uid).collect()),
+        }
+    }
+
+    /// Everyone with a record: by uid for files (ascending), by name for
+    /// PostgreSQL (sorted), each with the other half when this host knows it.
+    ///
+    /// # Errors
+    /// The backend's [`StoreError`].
+    pub fn owners(&self) -> Result<Vec<Owner>, StoreError> {
+        match &self.backend {
+            Backend::Files(f) => Ok(f.uids()?.into_iter().map(local_by_uid).collect()),
+            Backend::Rows(r) => Ok(r.names()?.into_iter().map(local_by_name).collect()),
+        }
+    }
+
+    /// Reads `owner`'s record and lets go at once (no lock, no connection
+    /// kept busy): the state a login decides on while the user types.
+    ///
+    /// # Errors
+    /// Any [`StoreError`] except `NotEnrolled`. A store that cannot be read
+    /// is an error, never "not enrolled".
+    pub fn read(&self, owner: impl Into<Owner>, keys: &MasterKey) -> Result<Snapshot, StoreError> {
+        let state = self.open_user(owner, keys)?;
+        Ok(state.snapshot())
+    }
+
+    /// Commits `record` over `snapshot` if the stored record is still the
+    /// one the snapshot saw; otherwise returns the fresh snapshot (read in
+    /// the same step) for the caller to decide again.
+    fn compare_and_set(
+        &self,
+        snapshot: &Snapshot,
+        record: &Record,
+        keys: &MasterKey,
+    ) -> Result<Result<(), Snapshot>, StoreError> {
+        let mut state = self.open_user(snapshot.owner.clone(), keys)?;
+        if state.version() != snapshot.version {
+            return Ok(Err(state.snapshot()));
+        }
+        match state.commit(record, keys) {
+            Ok(_) => Ok(Ok(())),
+            Err(StoreError::Conflict { .. }) => Ok(Err(self.read(snapshot.owner.clone(), keys)?)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A login's transaction: `decide` looks at the snapshot and says what
+    /// to write; the write commits only over the record `decide` saw. When
+    /// another login (on this host or another) committed first, the record
+    /// is read again and `decide` runs again on it, up to [`MAX_ATTEMPTS`]
+    /// times. The answer is returned only once its write is durable.
+    ///
+    /// # Errors
+    /// Any [`StoreError`] of the read or the write, or
+    /// [`StoreError::Contended`] when every attempt lost.
+    pub fn transact<T>(
+        &self,
+        snapshot: Snapshot,
+        keys: &MasterKey,
+        mut decide: impl FnMut(&Snapshot) -> Decision<T>,
+    ) -> Result<T, StoreError> {
+        let mut snapshot = snapshot;
+        for _ in 0..MAX_ATTEMPTS {
+            match decide(&snapshot) {
+                Decision::Keep(answer) => return Ok(answer),
+                Decision::Write(record, answer) => {
+                    match self.compare_and_set(&snapshot, &record, keys)? {
+                        Ok(()) => return Ok(answer),
+                        Err(fresh) => snapshot = fresh,
+                    }
+                }
+            }
+        }
+        Err(StoreError::Contended {
+            owner: snapshot.owner,
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+}
+
+fn files_key(owner: &Owner) -> Result<u32, StoreError> {
+    owner.uid.ok_or_else(|| StoreError::NoLocalAccount {
+        name: owner.name.clone().unwrap_or_default(),
+    })
+}
+
+fn rows_key(owner: &Owner) -> Result<String, StoreError> {
+    match (&owner.name, owner.uid) {
+        (Some(name), _) => Ok(name.clone()),
+        // A uid alone (`--uid`): the row is the account's name, if it has one.
+        (None, Some(uid)) => match nix::unistd::User::from_uid(uid.into()) {
+            Ok(Some(u)) => Ok(u.name),
+            _ => Err(StoreError::NameRequired { uid }),
+        },
+        (None, None) => Err(StoreError::NameRequired { uid: NO_UID }),
+    }
+}
+
+fn local_by_uid(uid: u32) -> Owner {
+    match nix::unistd::User::from_uid(uid.into()) {
+        Ok(Some(u)) => Owner::new(uid, u.name),
+        _ => Owner::by_uid(uid),
+    }
+}
+
+fn local_by_name(name: String) -> Owner {
+    match nix::unistd::User::from_name(&name) {
+        Ok(Some(u)) => Owner::new(u.uid.as_raw(), name),
+        _ => Owner::named(name),
+    }
+}
+
+/// A user's state as a command sees it: under the user's lock (files), or
+/// with the row version it was read at (PostgreSQL).
+pub struct UserState<'s> {
+    owner: Owner,
+    inner: Inner<'s>,
+}
+
+enum Inner<'s> {
+    Files(FileState<'s>),
+    Rows(RowState<'s>),
+}
+
+impl fmt::Debug for UserState<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserState")
+            .field("owner", &self.owner)
+            .field("enrolled", &self.record().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserState<'_> {
+    /// Whose record.
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
+    /// The user's uid on this host, or [`NO_UID`] for a row of the shared
+    /// store whose name has no account here.
+    pub fn uid(&self) -> u32 {
+        self.owner.uid.unwrap_or(NO_UID)
+    }
+
+    /// The record, or `None` if the user is not enrolled.
+    pub fn record(&self) -> Option<&Record> {
+        match &self.inner {
+            Inner::Files(s) => s.record(),
+            Inner::Rows(s) => s.record(),
+        }
+    }
+
     /// The record, or [`StoreError::NotEnrolled`] for commands that need one.
     ///
     /// # Errors
     /// `NotEnrolled`.
     pub fn require_record(&self) -> Result<&Record, StoreError> {
-        self.record
-            .as_ref()
-            .ok_or(StoreError::NotEnrolled { uid: self.uid })
+        self.record()
+            .ok_or(StoreError::NotEnrolled { uid: self.uid() })
     }
 
-    /// Key generations the record file's valid slots are sealed under.
+    /// Key generations the record is sealed under (both halves of a
+    /// record file; the one seal of a row).
     pub fn generations(&self) -> &[Generation] {
-        &self.generations
+        match &self.inner {
+            Inner::Files(s) => s.generations(),
+            Inner::Rows(s) => s.generations(),
+        }
     }
 
-    /// If one slot was unusable while the other held the state, why. Either
-    /// a commit was interrupted (the state in use is the one before it) or
-    /// the file was damaged; the shells log this at alert level. The next
-    /// commit overwrites the bad slot.
+    /// If one half of a record file was unusable while the other held the
+    /// state, why. Either a commit was interrupted (the state in use is the
+    /// one before it) or the file was damaged; the shells log this at alert
+    /// level. The next commit overwrites the bad half.
     pub fn discarded_slot(&self) -> Option<&SlotFault> {
-        self.discarded.as_ref()
+        match &self.inner {
+            Inner::Files(s) => s.discarded_slot(),
+            Inner::Rows(_) => None,
+        }
     }
 
-    /// Makes `record` the user's durable state before returning: in place
-    /// (one write, one `fdatasync`) when it fits the existing file, otherwise
-    /// by the rename protocol.
+    fn version(&self) -> Version {
+        match &self.inner {
+            Inner::Files(s) => s.version(),
+            Inner::Rows(s) => s.version(),
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            owner: self.owner.clone(),
+            record: self.record().cloned(),
+            version: self.version(),
+            discarded: self.discarded_slot().cloned(),
+        }
+    }
+
+    /// Makes `record` the user's durable state before returning (files: in
+    /// place when it fits, else by the rename protocol; PostgreSQL: one
+    /// version-checked update, acknowledged by the server).
     ///
     /// # Errors
-    /// Any write failure; the state on disk is then the old one or the new
+    /// Any write failure, or [`StoreError::Conflict`] if the row changed
+    /// since it was read; the stored state is then the old one or the new
     /// one, never a mix, and this `UserState` refuses further commits.
     pub fn commit(&mut self, record: &Record, keys: &MasterKey) -> Result<CommitKind, StoreError> {
-        if self.poisoned {
-            return Err(StoreError::Poisoned);
-        }
-        let plaintext = record.encode().map_err(StoreError::TooLarge)?;
-        let fits = self
-            .file
-            .as_ref()
-            .is_some_and(|f| HEADER_LEN + plaintext.len() + TAG_LEN <= f.slot_size);
-        let result = if fits {
-            self.commit_in_place(&plaintext, keys)
-                .map(|()| CommitKind::InPlace)
-        } else {
-            self.rewrite_with(&plaintext, keys)
-                .map(|()| CommitKind::Rewritten)
-        };
-        match result {
-            Ok(kind) => {
-                self.record = Some(record.clone());
-                Ok(kind)
-            }
-            Err(e) => {
-                self.poisoned = true;
-                Err(e)
-            }
+        match &mut self.inner {
+            Inner::Files(s) => s.commit(record, keys),
+            Inner::Rows(s) => s
+                .write(&self.owner, record, keys)
+                .map(|()| CommitKind::Replaced),
         }
     }
 
-    /// Writes `record` as a fresh file by the rename protocol, whatever the
-    /// current file holds: for enrollment changes and key migration, which
-    /// re-seal both slots under the active key.
+    /// Writes `record` sealed afresh under the active key, whatever the
+    /// stored copy holds: for enrollment changes and key migration.
     ///
     /// # Errors
-    /// Any write failure; the old file is then untouched.
+    /// Any write failure; the old record is then untouched.
     pub fn rewrite(&mut self, record: &Record, keys: &MasterKey) -> Result<(), StoreError> {
-        if self.poisoned {
-            return Err(StoreError::Poisoned);
-        }
-        let plaintext = record.encode().map_err(StoreError::TooLarge)?;
-        match self.rewrite_with(&plaintext, keys) {
-            Ok(()) => {
-                self.record = Some(record.clone());
-                Ok(())
-            }
-            Err(e) => {
-                self.poisoned = true;
-                Err(e)
-            }
+        match &mut self.inner {
+            Inner::Files(s) => s.rewrite(record, keys),
+            Inner::Rows(s) => s.write(&self.owner, record, keys),
         }
     }
 
-    fn commit_in_place(&mut self, plaintext: &[u8], keys: &MasterKey) -> Result<(), StoreError> {
-        let store = self.store;
-        let path = store.record_path(self.uid);
-        let io_err = |err| StoreError::Io {
-            path: path.clone(),
-            err,
-        };
-        let Some(f) = self.file.as_mut() else {
-            return Err(StoreError::Poisoned);
-        };
-        let key = keys.active_store_key();
-        let target = 1 - f.slot;
-        let seq = f.seq + 1;
-        let slot = seal_slot(key, self.uid, seq, plaintext, f.slot_size)?;
-        store.fault(CommitStep::BeforeSlotWrite).map_err(io_err)?;
-        f.file
-            .write_all_at(&slot, (target * f.slot_size) as u64)
-            .map_err(io_err)?;
-        store.fault(CommitStep::SlotWritten).map_err(io_err)?;
-        f.file.sync_data().map_err(io_err)?;
-        store.fault(CommitStep::SlotSynced).map_err(io_err)?;
-        f.slot = target;
-        f.seq = seq;
-        self.discarded = None;
-        self.generations.retain(|g| *g != key.generation());
-        self.generations.push(key.generation());
-        Ok(())
-    }
-
-    fn rewrite_with(&mut self, plaintext: &[u8], keys: &MasterKey) -> Result<(), StoreError> {
-        let store = self.store;
-        let path = store.record_path(self.uid);
-        let key = keys.active_store_key();
-        let slot_size = slot_size_for(plaintext.len());
-        if slot_size > MAX_SLOT {
-            return Err(StoreError::TooLarge(RecordTooLarge(
-                "sealed record exceeds the slot limit",
-            )));
-        }
-        let seq = self.file.as_ref().map_or(1, |f| f.seq + 1);
-        let mut contents = seal_slot(key, self.uid, seq, plaintext, slot_size)?;
-        contents.resize(2 * slot_size, 0);
-        if let Err(err) = fsutil::write_atomic_with(&path, &contents, 0o600, true, &mut |step| {
-            store.fault(CommitStep::Rename(step))
-        }) {
-            self.undo_rename(&path, &contents, keys);
-            return Err(StoreError::Io { path, err });
-        }
-        let file = fsutil::open_nofollow(&path, true).map_err(StoreError::Unreadable)?;
-        self.file = Some(OpenRecord {
-            file,
-            slot: 0,
-            seq,
-            slot_size,
-        });
-        self.generations = vec![key.generation()];
-        self.discarded = None;
-        Ok(())
-    }
-
-    /// After a rename commit failed, possibly after the rename itself (the
-    /// directory sync failed): if the new file is in place, put the old state
-    /// back, so a commit reported as failed never leaves its state behind.
-    /// Best effort: the disk is already failing.
-    fn undo_rename(&self, path: &Path, new_contents: &[u8], keys: &MasterKey) {
-        let in_place = std::fs::read(path).is_ok_and(|on_disk| on_disk == new_contents);
-        if !in_place {
-            return;
-        }
-        match (&self.record, &self.file) {
-            (Some(old), Some(f)) => {
-                let Ok(plaintext) = old.encode() else { return };
-                let key = keys.active_store_key();
-                // The old state under the next sequence number, so that no
-                // copy of the failed state can win over it.
-                if let Ok(mut restored) = seal_slot(
-                    key,
-                    self.uid,
-                    f.seq + 2,
-                    &plaintext,
-                    f.slot_size.max(slot_size_for(plaintext.len())),
-                ) {
-                    let size = restored.len();
-                    restored.resize(2 * size, 0);
-                    let _ = fsutil::write_atomic(path, &restored, 0o600, true);
-                }
-            }
-            _ => {
-                let _ = self.store.unlink_record(self.uid);
-            }
-        }
-    }
-
-    /// Deletes the user's record (the lock file stays). Afterwards the user
-    /// is not enrolled.
+    /// Deletes the user's record. Afterwards the user is not enrolled.
     ///
     /// # Errors
-    /// [`StoreError::Io`] if the file cannot be removed or the directory synced.
+    /// The backend's error, or [`StoreError::Conflict`] if the row changed
+    /// since it was read.
     pub fn remove(&mut self) -> Result<(), StoreError> {
-        self.store.unlink_record(self.uid)?;
-        self.file = None;
-        self.record = None;
-        self.generations.clear();
-        self.discarded = None;
-        Ok(())
+        match &mut self.inner {
+            Inner::Files(s) => s.remove(),
+            Inner::Rows(s) => s.remove(&self.owner),
+        }
     }
-}
-
-/// Reads the state a record file's bytes hold, exactly as the store would,
-/// without touching the filesystem: for inspection tools and fuzzing.
-///
-/// # Errors
-/// The [`StoreError`] the store would report.
-pub fn decode_record_file(
-    bytes: &[u8],
-    uid: u32,
-    keys: &MasterKey,
-) -> Result<(Record, Option<SlotFault>), StoreError> {
-    open_file_bytes(bytes, uid, keys).map(|o| (o.record, o.discarded))
 }

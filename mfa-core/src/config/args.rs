@@ -12,7 +12,7 @@ use super::error::ConfigError;
 use super::locate::{clean_message, BREAK_GLASS_PER_SERVICE};
 use super::settings::{
     Config, EnrollmentConfig, GroupsConfig, NotConfigured, Paths, PolicyConfig, QrStyle,
-    RecoveryConfig, ThrottleConfig, TotpConfig,
+    RecoveryConfig, StoreBackend, StoreConfig, ThrottleConfig, TotpConfig,
 };
 use super::DEFAULT_CONFIG_PATH;
 use crate::totp::Algorithm;
@@ -269,6 +269,9 @@ overlay_keys! {
     paths(Paths).key_file: Text => KeyFile(PathBuf),
     paths(Paths).enroll_public_key: Text => EnrollPublicKey(PathBuf),
     paths(Paths).spool_dir: Text => SpoolDir(PathBuf),
+    store(StoreConfig).backend: Text => Backend(StoreBackend),
+    store(StoreConfig).connection_file: Text => ConnectionFile(PathBuf),
+    store(StoreConfig).timeout_ms: Integer => TimeoutMs(u32),
 }
 
 /// The section `S` as a file setting only `leaf = value` in it would give it.

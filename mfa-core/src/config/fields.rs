@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
-use super::settings::{NotConfigured, QrStyle, ServiceOverride};
+use super::settings::{NotConfigured, QrStyle, ServiceOverride, StoreBackend};
 use crate::totp::Algorithm;
 
 /// One of a fixed set of words, compared exactly (case matters).
@@ -255,6 +255,12 @@ pub(super) const NOT_CONFIGURED_WORDS: Words<NotConfigured> = Words(&[
     ("skip", NotConfigured::Skip),
     ("configure", NotConfigured::Configure),
     ("deny", NotConfigured::Deny),
+]);
+
+/// The words of `store.backend`.
+pub(super) const BACKEND_WORDS: Words<StoreBackend> = Words(&[
+    ("files", StoreBackend::Files),
+    ("postgres", StoreBackend::Postgres),
 ]);
 
 /// The words of `enrollment.qr`.

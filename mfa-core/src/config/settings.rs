@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::fields::{
     absolute_path, algorithm, digits, group_list, issuer, ranged, require_policy, service_tables,
-    some_ranged, table, NOT_CONFIGURED_WORDS, QR_WORDS,
+    some_ranged, table, BACKEND_WORDS, NOT_CONFIGURED_WORDS, QR_WORDS,
 };
 use crate::totp::Algorithm;
 
@@ -272,6 +272,59 @@ impl Default for Paths {
     }
 }
 
+/// Where the records live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoreBackend {
+    /// One file per uid in `paths.state_dir` (the default).
+    Files,
+    /// One row per login name in a PostgreSQL database that hosts share.
+    Postgres,
+}
+
+impl StoreBackend {
+    /// The word used for this backend in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreBackend::Files => "files",
+            StoreBackend::Postgres => "postgres",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StoreBackend {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(BACKEND_WORDS)
+    }
+}
+
+/// The longest `store.timeout_ms`: a minute.
+pub(super) const MAX_STORE_TIMEOUT_MS: u64 = 60_000;
+
+/// `[store]`: where the records live and, for PostgreSQL, how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a [store] table")]
+pub struct StoreConfig {
+    /// `files` or `postgres`.
+    pub backend: StoreBackend,
+    /// The libpq connection string (root, 0600), for `postgres`.
+    #[serde(deserialize_with = "absolute_path")]
+    pub connection_file: PathBuf,
+    /// One deadline over a whole store operation (DNS, connect, TLS,
+    /// queries), in milliseconds.
+    #[serde(deserialize_with = "ranged::<_, _, 100, MAX_STORE_TIMEOUT_MS>")]
+    pub timeout_ms: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: StoreBackend::Files,
+            connection_file: PathBuf::from("/etc/security/pam_mfa/postgres.conf"),
+            timeout_ms: 3000,
+        }
+    }
+}
+
 /// `[service.NAME]`: settings for one PAM service. How they combine with
 /// `[policy]` and `[groups]` is decided in one place, [`crate::policy`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -315,6 +368,9 @@ pub struct Config {
     /// `[paths]`.
     #[serde(deserialize_with = "table")]
     pub paths: Paths,
+    /// `[store]`.
+    #[serde(deserialize_with = "table")]
+    pub store: StoreConfig,
     /// `[service.NAME]` tables, by PAM service name.
     #[serde(deserialize_with = "service_tables")]
     pub service: BTreeMap<String, ServiceOverride>,
@@ -386,6 +442,9 @@ impl Config {
                 path(&self.paths.enroll_public_key),
             ),
             ("paths.spool_dir", path(&self.paths.spool_dir)),
+            ("store.backend", self.store.backend.as_str().to_owned()),
+            ("store.connection_file", path(&self.store.connection_file)),
+            ("store.timeout_ms", self.store.timeout_ms.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))

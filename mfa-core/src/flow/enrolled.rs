@@ -12,6 +12,7 @@ use crate::policy::Effective;
 use crate::record::{FactorChange, LastSuccess, Notable, Notice, Record};
 use crate::recovery::RecoveryHashes;
 use crate::spool;
+use crate::store::{Decision, Snapshot};
 use crate::throttle::{self, Gate};
 use crate::totp::{self, Verdict};
 
@@ -123,8 +124,32 @@ struct Closed {
     event: Event,
 }
 
-/// A self-service request checked under the lock, to be logged and its
-/// spool file removed once the commit holding it is done.
+/// What one judgement of the answer came to.
+enum Decided {
+    /// The record went (an administrator's reset) while the user typed.
+    Removed,
+    /// Throttling refuses the attempt unevaluated.
+    Closed(Closed),
+    /// Verification itself failed.
+    Internal(String),
+    /// A wrong or replayed code, counted in the record.
+    Wrong {
+        replay: bool,
+        method: Method,
+        device_name: Option<String>,
+    },
+    /// A good code: the record uses it up, and carries the request and
+    /// notices handled in the same commit.
+    Accepted {
+        verification: Verification,
+        device_name: Option<String>,
+        request: Option<Result<Applied, Refusal>>,
+        notices: Vec<Notice>,
+    },
+}
+
+/// A self-service request checked in the login's commit, to be logged and
+/// its spool file removed once that commit is done.
 struct Activation {
     found: spool::Found,
     result: Result<Applied, Refusal>,
@@ -159,10 +184,13 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
     pub(super) fn enrolled(
         mut self,
         account: Account,
-        record: &Record,
+        snapshot: Snapshot,
         policy: Effective,
     ) -> Report {
         let uid = account.uid;
+        let Some(record) = snapshot.record() else {
+            return self.not_enrolled(account, policy);
+        };
         let now = self.clock.now();
         if let Some(closed) = self.closed_gate(uid, record, now) {
             self.warn(&match closed.gate {
@@ -202,72 +230,126 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
                 return self.finish(o, e);
             }
         };
-        self.verify_answer(uid, &answer)
+        self.verify_answer(snapshot, &answer)
     }
 
-    /// Locks, re-reads, verifies and commits; only then reveals the result.
-    /// A self-service request found before the prompt is checked and applied
-    /// in the same commit as the login (SECURITY 26).
-    fn verify_answer(mut self, uid: u32, answer: &[u8]) -> Report {
+    /// Verifies the answer against the record read before the prompt and
+    /// commits the outcome only over that same record (compare-and-set);
+    /// when another login committed meanwhile, here or on another host, the
+    /// record is read again and the answer judged again. Only then is the
+    /// result revealed. A self-service request found before the prompt is
+    /// checked and applied in the same commit as the login (SECURITY 26).
+    fn verify_answer(mut self, snapshot: Snapshot, answer: &[u8]) -> Report {
         let host = self.host;
-        let cfg = &host.config;
+        let uid = snapshot.owner().uid().unwrap_or(crate::store::NO_UID);
         let now = self.clock.now();
-        let mut state = match host.store.open_user(uid, &host.keys) {
-            Ok(s) => s,
+        let may_print = self.may_print();
+        let decided = {
+            let this = &self;
+            host.store.transact(snapshot, &host.keys, |snap| {
+                this.decide(snap, answer, may_print, now)
+            })
+        };
+        let decided = match decided {
+            Ok(d) => d,
             Err(err) => return self.store_failure(uid, &err),
         };
-        let Some(mut record) = state.record().cloned() else {
-            // Reset by an administrator while the user was typing.
-            drop(state);
-            let e = self
-                .event(EventKind::AuthDenied)
-                .uid(uid)
-                .reason("record removed during login");
-            return self.finish(Outcome::Denied, e);
-        };
-        // Another session may have failed meanwhile: gate again under the lock.
-        if let Some(closed) = self.closed_gate(uid, &record, now) {
-            drop(state);
-            return self.finish(closed.outcome, closed.event);
-        }
-        // Each device's last used step before this login: the floor for the
-        // code of an existing device a self-service request carries.
-        let before: Vec<Option<u64>> = record.devices.iter().map(|d| d.last_used_step).collect();
-        let v = match evaluate(&mut record, answer, cfg.totp.window, now) {
-            Ok(v) => v,
-            Err(err) => {
-                drop(state);
-                let e = self.event(EventKind::InternalError).uid(uid).reason(err);
-                return self.finish(Outcome::Internal, e);
+        match decided {
+            Decided::Removed => {
+                // Reset by an administrator while the user was typing.
+                let e = self
+                    .event(EventKind::AuthDenied)
+                    .uid(uid)
+                    .reason("record removed during login");
+                self.finish(Outcome::Denied, e)
             }
-        };
-        let device_name = v.device.map(|i| record.devices[i].name.clone());
-        let Verdict::Accepted { step } = v.verdict else {
-            let replay = matches!(v.verdict, Verdict::Replayed { .. });
-            throttle::record_failure(&mut record, now);
-            if let Err(err) = state.commit(&record, &host.keys) {
-                drop(state);
-                return self.store_failure(uid, &err);
+            Decided::Closed(closed) => self.finish(closed.outcome, closed.event),
+            Decided::Internal(why) => {
+                let e = self.event(EventKind::InternalError).uid(uid).reason(why);
+                self.finish(Outcome::Internal, e)
             }
-            drop(state);
-            let kind = if replay {
-                EventKind::AuthReplay
-            } else {
-                EventKind::AuthFailure
-            };
-            let mut e = self
-                .event(kind)
-                .uid(uid)
-                .method(v.method)
-                .reason(if replay {
+            Decided::Wrong {
+                replay,
+                method,
+                device_name,
+            } => {
+                let kind = if replay {
+                    EventKind::AuthReplay
+                } else {
+                    EventKind::AuthFailure
+                };
+                let mut e = self.event(kind).uid(uid).method(method).reason(if replay {
                     "code already used"
                 } else {
                     "wrong code"
                 });
-            if let Some(d) = &device_name {
-                e = e.device(d);
+                if let Some(d) = &device_name {
+                    e = e.device(d);
+                }
+                self.finish(Outcome::WrongCode, e)
             }
-            return self.finish(Outcome::WrongCode, e);
+            Decided::Accepted {
+                verification,
+                device_name,
+                request,
+                notices,
+            } => {
+                self.refused_early = None;
+                self.succeeded(uid, &verification, device_name.as_deref());
+                if let (Some(result), Some(found)) = (request, self.pending.take()) {
+                    self.activated(uid, Activation { found, result });
+                }
+                for n in &notices {
+                    self.tell(&announcement(n));
+                }
+                Report {
+                    outcome: Outcome::Success,
+                    events: self.events,
+                }
+            }
+        }
+    }
+
+    /// Judges `answer` against one snapshot of the record and says what to
+    /// write. Pure apart from the clock reading it is given: it runs again,
+    /// on the fresh record, when the commit loses to another login.
+    fn decide(
+        &self,
+        snapshot: &Snapshot,
+        answer: &[u8],
+        may_print: bool,
+        now: u64,
+    ) -> Decision<Decided> {
+        let Some(record) = snapshot.record() else {
+            return Decision::Keep(Decided::Removed);
+        };
+        let mut record = record.clone();
+        let uid = snapshot.owner().uid().unwrap_or(crate::store::NO_UID);
+        // Another session may have failed meanwhile: gate on this record.
+        if let Some(closed) = self.closed_gate(uid, &record, now) {
+            return Decision::Keep(Decided::Closed(closed));
+        }
+        // Each device's last used step before this login: the floor for the
+        // code of an existing device a self-service request carries.
+        let before: Vec<Option<u64>> = record.devices.iter().map(|d| d.last_used_step).collect();
+        let window = self.host.config.totp.window;
+        let v = match evaluate(&mut record, answer, window, now) {
+            Ok(v) => v,
+            Err(err) => return Decision::Keep(Decided::Internal(err.to_string())),
+        };
+        let device_name = v.device.map(|i| record.devices[i].name.clone());
+        let Verdict::Accepted { step } = v.verdict else {
+            // Wrong codes are committed like right ones, so failures add up
+            // across sessions and hosts.
+            throttle::record_failure(&mut record, now);
+            return Decision::Write(
+                record,
+                Decided::Wrong {
+                    replay: matches!(v.verdict, Verdict::Replayed { .. }),
+                    method: v.method,
+                    device_name,
+                },
+            );
         };
         if let (Method::Totp, Some(i)) = (v.method, v.device) {
             record.devices[i].last_used_step = Some(step);
@@ -282,43 +364,36 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
         let request = self.check_request(&mut record, &before, now);
         // Changes the user has not heard of are told now if this login may
         // print; they are cleared in the same commit.
-        let notices = if self.may_print() {
+        let notices = if may_print {
             std::mem::take(&mut record.notices)
         } else {
             Vec::new()
         };
-        if let Err(err) = state.commit(&record, &host.keys) {
-            drop(state);
-            return self.store_failure(uid, &err);
-        }
-        drop(state);
-        self.succeeded(uid, &v, device_name.as_deref());
-        if let Some(activation) = request {
-            self.activated(uid, activation);
-        }
-        for n in &notices {
-            self.tell(&announcement(n));
-        }
-        Report {
-            outcome: Outcome::Success,
-            events: self.events,
-        }
+        Decision::Write(
+            record,
+            Decided::Accepted {
+                verification: v,
+                device_name,
+                request,
+                notices,
+            },
+        )
     }
 
     /// Checks the self-service request found before the prompt against the
     /// record (as this login's own factor left it) and applies it there, or
     /// keeps word of its refusal; one commit then holds both.
     fn check_request(
-        &mut self,
+        &self,
         record: &mut Record,
         before: &[Option<u64>],
         now: u64,
-    ) -> Option<Activation> {
+    ) -> Option<Result<Applied, Refusal>> {
         // A request refused before the lock (this host's settings) is told too.
-        if let Some(why) = self.refused_early.take() {
-            record.announce_refusal(now, &why);
+        if let Some(why) = &self.refused_early {
+            record.announce_refusal(now, why);
         }
-        let found = self.pending.take()?;
+        let found = self.pending.as_ref()?;
         let window = self.host.config.totp.window;
         let result = pending::activate(record, before, &found.pending, window, now);
         if let Err(refusal) = &result {
@@ -328,7 +403,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
             }
             record.announce_refusal(now, &refusal.to_string());
         }
-        Some(Activation { found, result })
+        Some(result)
     }
 
     /// Logs a committed success, and tells the user how many recovery codes

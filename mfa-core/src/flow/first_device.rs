@@ -16,6 +16,7 @@ use crate::qr;
 use crate::record::{Device, FactorChange, LastSuccess, Record};
 use crate::recovery::{RecoveryCode, RecoveryHashes};
 use crate::spool;
+use crate::store::Owner;
 use crate::totp::{self, Verdict};
 
 use super::{
@@ -298,7 +299,10 @@ pub(super) fn commit<P: Prompter, C: Clock>(
         .reason(reason)],
     };
     let now = clock.now();
-    let mut state = match host.store.open_user(pending.uid, &host.keys) {
+    let mut state = match host
+        .store
+        .open_user(Owner::new(pending.uid, &pending.user), &host.keys)
+    {
         Ok(s) => s,
         Err(err) => {
             return fail(

@@ -38,7 +38,7 @@ use crate::policy;
 use crate::record::Device;
 use crate::recovery::RecoveryHashes;
 use crate::spool;
-use crate::store::{Store, StoreError, UserState};
+use crate::store::{Store, StoreError};
 
 /// The prompt for a code.
 pub const CODE_PROMPT: &str = "Verification code: ";
@@ -164,7 +164,7 @@ impl Host {
     /// [`HostError`] naming the file at fault.
     pub fn open(config: Config, trust: FileTrust, hostname: &str) -> Result<Self, HostError> {
         let keys = MasterKey::load(&config.paths.key_file, trust).map_err(HostError::Key)?;
-        let store = Store::new(&config.paths.state_dir, trust);
+        let store = Store::from_config(&config, trust, hostname).map_err(HostError::Store)?;
         store.check_dir().map_err(HostError::Store)?;
         Ok(Host {
             config,
@@ -307,10 +307,6 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
     fn store_failure(self, uid: u32, err: &StoreError) -> Report {
         let e = self.event(EventKind::StoreFailure).uid(uid).reason(err);
         self.finish(Outcome::StoreUnavailable, e)
-    }
-
-    fn open(&self, uid: u32) -> Result<UserState<'_>, StoreError> {
-        self.host.store.open_user(uid, &self.host.keys)
     }
 
     /// The event for a prompt that got no answer. Without a conversation at

@@ -9,6 +9,7 @@ use crate::config::NotConfigured;
 use crate::pending;
 use crate::policy;
 use crate::spool;
+use crate::store::Owner;
 
 use super::{
     break_glass, Account, Directory, Flow, Outcome, Prompter, Report, CODE_PROMPT, DENY_MESSAGE,
@@ -62,14 +63,12 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
                 .reason("member of an exempt group");
             return self.finish(Outcome::Ignore, e);
         }
-        let state = match self.open(account.uid) {
+        let owner = Owner::new(account.uid, self.req.user);
+        let snapshot = match self.host.store.read(owner, &self.host.keys) {
             Ok(s) => s,
             Err(err) => return self.store_failure(account.uid, &err),
         };
-        let discarded = state.discarded_slot().cloned();
-        let record = state.record().cloned();
-        drop(state);
-        if let Some(fault) = discarded {
+        if let Some(fault) = snapshot.discarded_slot() {
             let e = self
                 .event(EventKind::RecordSlotDiscarded)
                 .uid(account.uid)
@@ -79,9 +78,10 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
             self.events.push(e);
         }
         self.pending = self.search_pending(account.uid);
-        match record {
-            Some(record) => self.enrolled(account, &record, policy),
-            None => self.not_enrolled(account, policy),
+        if snapshot.record().is_some() {
+            self.enrolled(account, snapshot, policy)
+        } else {
+            self.not_enrolled(account, policy)
         }
     }
 
