@@ -22,7 +22,7 @@ use crate::input::{self, InvalidInput};
 use crate::keys::{Generation, KeyError, MasterKey};
 use crate::record::{LastSuccess, Record};
 use crate::recovery::RecoveryCode;
-use crate::store::{SlotFault, Store, StoreError, UserState};
+use crate::store::{Owner, SlotFault, Store, StoreError, UserState, NO_UID};
 use crate::throttle::{self, Gate};
 use crate::totp::{self, TotpParams, Verdict};
 
@@ -646,8 +646,13 @@ pub enum Reset {
 /// # Errors
 /// [`AdminError::Store`] if the state directory is unusable, the lock
 /// cannot be had, or the file cannot be removed.
-pub fn reset(store: &Store, uid: u32, keys: &MasterKey) -> Result<Reset, AdminError> {
-    match store.open_user(uid, keys) {
+pub fn reset(
+    store: &Store,
+    owner: impl Into<Owner>,
+    keys: &MasterKey,
+) -> Result<Reset, AdminError> {
+    let owner = owner.into();
+    match store.open_user(owner.clone(), keys) {
         Ok(mut state) => {
             let enrolled = state.record().is_some();
             state.remove()?;
@@ -657,8 +662,8 @@ pub fn reset(store: &Store, uid: u32, keys: &MasterKey) -> Result<Reset, AdminEr
                 Reset::NotEnrolled
             })
         }
-        Err(e) if record_unusable(store, uid, &e) => {
-            store.remove_user(uid)?;
+        Err(e) if record_unusable(store, &owner, &e) => {
+            store.remove_user(owner)?;
             Ok(Reset::RemovedUnreadable(e))
         }
         Err(e) => Err(e.into()),
@@ -667,12 +672,15 @@ pub fn reset(store: &Store, uid: u32, keys: &MasterKey) -> Result<Reset, AdminEr
 
 /// True for errors about the record file itself (rather than the state
 /// directory, the lock or the disk): those a reset is meant to clear.
-fn record_unusable(store: &Store, uid: u32, e: &StoreError) -> bool {
+fn record_unusable(store: &Store, owner: &Owner, e: &StoreError) -> bool {
     match e {
         StoreError::Corrupt { .. }
         | StoreError::WrongKey { .. }
-        | StoreError::UnknownVersion { .. } => true,
-        StoreError::Unreadable(f) => f.path == store.dir().join(uid.to_string()),
+        | StoreError::UnknownVersion { .. }
+        | StoreError::Row { .. } => true,
+        StoreError::Unreadable(f) => {
+            owner.uid().is_some_and(|uid| f.path == store.dir().join(uid.to_string()))
+        }
         _ => false,
     }
 }
@@ -683,8 +691,11 @@ fn record_unusable(store: &Store, uid: u32, e: &StoreError) -> bool {
 /// One record found in the state directory, as `list` shows it.
 #[derive(Debug)]
 pub struct ListedUser {
-    /// The uid the record file is named after.
+    /// The uid the record belongs to ([`NO_UID`] for a row of the shared
+    /// store whose name has no account on this host).
     pub uid: u32,
+    /// The uid and, where known, the login name.
+    pub owner: Owner,
     /// The user's state, or why the record does not open. A record that
     /// fails is listed all the same, never skipped.
     pub status: Result<UserStatus, StoreError>,
@@ -711,17 +722,19 @@ pub fn list(
     now: u64,
 ) -> Result<Vec<ListedUser>, AdminError> {
     let mut users = Vec::new();
-    for uid in store.uids()? {
+    for owner in store.owners()? {
         let status = store
-            .open_user(uid, keys)
+            .open_user(owner.clone(), keys)
             .map(|state| status(&state, config, now));
         if matches!(&status, Ok(s) if !s.enrolled) {
             continue;
         }
+        let uid = owner.uid().unwrap_or(NO_UID);
         users.push(ListedUser {
             uid,
+            owner,
             status,
-            pending: pending_enrollment(&config.paths, uid),
+            pending: uid != NO_UID && pending_enrollment(&config.paths, uid),
         });
     }
     Ok(users)
@@ -838,8 +851,11 @@ pub fn rotate_key(paths: &Paths, trust: FileTrust, now: u64) -> Result<Generatio
 /// A record that could not be opened while scanning the store.
 #[derive(Debug)]
 pub struct UnreadableRecord {
-    /// The uid the file is named after.
+    /// The uid the record belongs to ([`NO_UID`] for a row whose name has
+    /// no account on this host).
     pub uid: u32,
+    /// The uid and, where known, the login name.
+    pub owner: Owner,
     /// Why it does not open.
     pub error: StoreError,
 }
@@ -884,8 +900,9 @@ pub fn key_usage(store: &Store, keys: &MasterKey) -> Result<KeyUsage, AdminError
         })
         .collect();
     let mut unreadable = Vec::new();
-    for uid in store.uids()? {
-        match store.open_user(uid, keys) {
+    for owner in store.owners()? {
+        let uid = owner.uid().unwrap_or(NO_UID);
+        match store.open_user(owner.clone(), keys) {
             Ok(state) => {
                 for g in &mut generations {
                     if state.generations().contains(&g.id) {
@@ -893,7 +910,7 @@ pub fn key_usage(store: &Store, keys: &MasterKey) -> Result<KeyUsage, AdminError
                     }
                 }
             }
-            Err(error) => unreadable.push(UnreadableRecord { uid, error }),
+            Err(error) => unreadable.push(UnreadableRecord { uid, owner, error }),
         }
     }
     Ok(KeyUsage {
@@ -924,8 +941,12 @@ pub enum Migrated {
 ///
 /// # Errors
 /// The [`StoreError`] if the record does not open or cannot be written.
-pub fn migrate_user(store: &Store, uid: u32, keys: &MasterKey) -> Result<Migrated, StoreError> {
-    let mut state = store.open_user(uid, keys)?;
+pub fn migrate_user(
+    store: &Store,
+    owner: impl Into<Owner>,
+    keys: &MasterKey,
+) -> Result<Migrated, StoreError> {
+    let mut state = store.open_user(owner, keys)?;
     let Some(record) = state.record().cloned() else {
         return Ok(Migrated::Gone);
     };
@@ -959,12 +980,13 @@ pub struct MigrationReport {
 /// that fails is reported in [`MigrationReport::failed`] instead.
 pub fn migrate(store: &Store, keys: &MasterKey) -> Result<MigrationReport, AdminError> {
     let mut report = MigrationReport::default();
-    for uid in store.uids()? {
-        match migrate_user(store, uid, keys) {
+    for owner in store.owners()? {
+        let uid = owner.uid().unwrap_or(NO_UID);
+        match migrate_user(store, owner.clone(), keys) {
             Ok(Migrated::Resealed { from }) => report.resealed.push((uid, from)),
             Ok(Migrated::AlreadyCurrent) => report.current.push(uid),
             Ok(Migrated::Gone) => {}
-            Err(error) => report.failed.push(UnreadableRecord { uid, error }),
+            Err(error) => report.failed.push(UnreadableRecord { uid, owner, error }),
         }
     }
     Ok(report)

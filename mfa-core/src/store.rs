@@ -22,6 +22,7 @@
 //!   won meanwhile, read again and decide again, a few times at most.
 
 mod files;
+pub mod migrate;
 pub mod postgres;
 mod rows;
 mod seal;

@@ -1,0 +1,1 @@
+//! Moving local records into the shared store (`mfa-enroll store migrate`).
