@@ -37,6 +37,7 @@ pub mod namespace;
 pub mod native;
 pub mod oath;
 pub mod pamtester;
+pub mod postgres;
 pub mod process;
 pub mod protocol;
 pub mod pty;
