@@ -21,7 +21,7 @@ use std::io::ErrorKind;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
@@ -190,6 +190,26 @@ fn give_to_server(path: &Path, mode: u32) {
         .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", path.display()));
 }
 
+/// Starts a process, in a session of its own so that a kill of the test's
+/// process group spares it, that waits for its stdin to close and then
+/// stops the server in `dir` at once and removes `dir`. The test process
+/// holds the only writing end: it closes however the process ends.
+fn spawn_guardian(dir: &Path) -> Child {
+    let script = r#"read -r _; setpriv --reuid="$1" --regid="$1" --init-groups -- "$2" stop -m immediate -w -D "$3/data" >/dev/null 2>&1; rm -rf -- "$3""#;
+    let mut cmd = Command::new("setsid");
+    cmd.args(["sh", "-c", script, "pam-mfa-pg-guardian", OS_USER])
+        .arg(postgres_bin("pg_ctl"))
+        .arg(dir)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", process::render(&cmd)))
+}
+
 /// Runs `openssl` with `args` in `dir`, failing the test if it fails.
 fn openssl(dir: &Path, args: &[&str]) {
     let mut cmd = process::with_deadline(COMMAND_DEADLINE, "openssl");
@@ -321,6 +341,10 @@ pub struct Postgres {
     /// `dir/tls/ca.pem`, kept to lend out as a `&Path`.
     ca_file: PathBuf,
     port: u16,
+    /// Stops the server and removes `dir` once its stdin closes: when
+    /// this is dropped, or when the test process dies in a way that runs
+    /// no `Drop` (a SIGKILL at a deadline).
+    guardian: Option<Child>,
 }
 
 impl Postgres {
@@ -370,10 +394,12 @@ impl Postgres {
             .tempdir_in("/tmp")
             .expect("cannot create a temporary directory in /tmp");
         let ca_file = dir.path().join("tls/ca.pem");
+        let guardian = spawn_guardian(dir.path());
         let pg = Postgres {
             dir,
             ca_file,
             port: 0,
+            guardian: Some(guardian),
         };
         make_server_dir(pg.dir.path(), 0o755);
         make_server_dir(&pg.socket_dir(), 0o755);
@@ -713,6 +739,18 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
+        self.kill();
+        if let Some(mut guardian) = self.guardian.take() {
+            drop(guardian.stdin.take());
+            let _ = guardian.wait();
+        }
+    }
+}
+
+impl Postgres {
+    /// Stops the server at once (`pg_ctl stop -m immediate`), with a
+    /// SIGKILL to the postmaster if that fails.
+    fn kill(&self) {
         let pid_file = self.data_dir().join("postmaster.pid");
         if !pid_file.exists() {
             return;
