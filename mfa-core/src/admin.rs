@@ -678,9 +678,9 @@ fn record_unusable(store: &Store, owner: &Owner, e: &StoreError) -> bool {
         | StoreError::WrongKey { .. }
         | StoreError::UnknownVersion { .. }
         | StoreError::Row { .. } => true,
-        StoreError::Unreadable(f) => {
-            owner.uid().is_some_and(|uid| f.path == store.dir().join(uid.to_string()))
-        }
+        StoreError::Unreadable(f) => owner
+            .uid()
+            .is_some_and(|uid| f.path == store.dir().join(uid.to_string())),
         _ => false,
     }
 }

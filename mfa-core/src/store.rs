@@ -381,15 +381,15 @@ enum Backend {
 pub(crate) enum Version {
     /// No record.
     Absent,
-    /// A record file: which file (a rename makes a new one) and which slot
-    /// sequence number.
+    /// A record file: the sequence number and nonce of the slot in use.
+    /// The nonce is random for every seal, so a record enrolled afresh
+    /// (whose sequence starts over, perhaps in a file with a reused inode
+    /// number) never looks like the one read.
     File {
-        /// Device of the file.
-        dev: u64,
-        /// Inode of the file.
-        ino: u64,
         /// Sequence number of the slot in use.
         seq: u64,
+        /// Nonce of the slot in use.
+        nonce: [u8; 12],
     },
     /// A PostgreSQL row's version.
     Row(i64),
@@ -424,6 +424,9 @@ impl Snapshot {
 }
 
 /// What a login decided on a [`Snapshot`].
+// A decision lives for one step of a login and is never stored or copied;
+// boxing the record would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Decision<T> {
     /// Nothing to write; the answer stands.
@@ -572,7 +575,7 @@ impl Store {
         let owner = owner.into();
         match &self.backend {
             Backend::Files(f) => f.remove_user(files_key(&owner)?),
-            Backend::Rows(r) => r.remove(rows_key(&owner)?),
+            Backend::Rows(r) => r.remove(&rows_key(&owner)?),
         }
     }
 

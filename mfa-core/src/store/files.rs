@@ -37,7 +37,7 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,6 +86,7 @@ struct Opened {
     record: Record,
     slot: usize,
     seq: u64,
+    nonce: [u8; 12],
     slot_size: usize,
     generations: Vec<Generation>,
     discarded: Option<SlotFault>,
@@ -140,18 +141,19 @@ fn open_file_bytes(bytes: &[u8], uid: u32, keys: &MasterKey) -> Result<Opened, S
         match slot {
             Slot::Valid {
                 seq,
+                nonce,
                 generation,
                 version,
                 plaintext,
             } => {
                 generations.push(generation);
-                valid.push((i, seq, version, plaintext));
+                valid.push((i, seq, nonce, version, plaintext));
             }
             Slot::Invalid(f) => faults.push(f),
             Slot::Empty => {}
         }
     }
-    let (slot, seq, version, plaintext) = match valid.len() {
+    let (slot, seq, nonce, version, plaintext) = match valid.len() {
         2 if valid[0].1 == valid[1].1 => return Err(corrupt("both slots claim one sequence")),
         2 => {
             let newer = usize::from(valid[1].1 > valid[0].1);
@@ -181,10 +183,18 @@ fn open_file_bytes(bytes: &[u8], uid: u32, keys: &MasterKey) -> Result<Opened, S
         record,
         slot,
         seq,
+        nonce,
         slot_size,
         generations,
         discarded: faults.into_iter().next(),
     })
+}
+
+/// The nonce of a slot just sealed.
+fn nonce_of(sealed: &[u8]) -> [u8; 12] {
+    let mut nonce = [0; 12];
+    nonce.copy_from_slice(&sealed[seal::NONCE_AT]);
+    nonce
 }
 
 fn slot_size_for(plaintext_len: usize) -> usize {
@@ -195,12 +205,10 @@ fn slot_size_for(plaintext_len: usize) -> usize {
 /// The open record file of a locked user.
 struct OpenRecord {
     file: File,
-    /// Which file this is: a rename commit replaces it, an in-place commit
-    /// keeps it.
-    dev: u64,
-    ino: u64,
     slot: usize,
     seq: u64,
+    /// The nonce of the slot in use: the record's version, with `seq`.
+    nonce: [u8; 12],
     slot_size: usize,
 }
 
@@ -356,10 +364,9 @@ impl FileStore {
         let opened = open_file_bytes(&bytes, uid, keys)?;
         state.file = Some(OpenRecord {
             file,
-            dev: meta.dev(),
-            ino: meta.ino(),
             slot: opened.slot,
             seq: opened.seq,
+            nonce: opened.nonce,
             slot_size: opened.slot_size,
         });
         state.record = Some(opened.record);
@@ -482,14 +489,13 @@ impl FileStore {
 }
 
 impl FileState<'_> {
-    /// Which file and slot sequence the state was read from.
+    /// The sequence number and nonce of the slot the state was read from.
     pub(super) fn version(&self) -> Version {
         self.file
             .as_ref()
             .map_or(Version::Absent, |f| Version::File {
-                dev: f.dev,
-                ino: f.ino,
                 seq: f.seq,
+                nonce: f.nonce,
             })
     }
 
@@ -592,6 +598,7 @@ impl FileState<'_> {
         store.fault(CommitStep::SlotSynced).map_err(io_err)?;
         f.slot = target;
         f.seq = seq;
+        f.nonce = nonce_of(&slot);
         self.discarded = None;
         self.generations.retain(|g| *g != key.generation());
         self.generations.push(key.generation());
@@ -618,16 +625,11 @@ impl FileState<'_> {
             return Err(StoreError::Io { path, err });
         }
         let file = fsutil::open_nofollow(&path, true).map_err(StoreError::Unreadable)?;
-        let meta = file.metadata().map_err(|err| StoreError::Io {
-            path: path.clone(),
-            err,
-        })?;
         self.file = Some(OpenRecord {
             file,
-            dev: meta.dev(),
-            ino: meta.ino(),
             slot: 0,
             seq,
+            nonce: nonce_of(&contents),
             slot_size,
         });
         self.generations = vec![key.generation()];

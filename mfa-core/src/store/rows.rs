@@ -159,8 +159,8 @@ impl RowStore {
     }
 
     /// Deletes `name`'s row whatever it holds.
-    pub(crate) fn remove(&self, name: String) -> Result<(), StoreError> {
-        self.client.delete(&name, None).map_err(unavailable)?;
+    pub(crate) fn remove(&self, name: &str) -> Result<(), StoreError> {
+        self.client.delete(name, None).map_err(unavailable)?;
         Ok(())
     }
 }
@@ -177,6 +177,7 @@ fn open_row(name: &str, row: &SealedRow, keys: &MasterKey) -> Result<Record, Sto
     match seal::open(&row.sealed, Binding::Name(name), keys) {
         Slot::Valid {
             seq,
+            nonce: _,
             generation,
             version,
             plaintext,

@@ -57,6 +57,9 @@ pub(crate) enum Slot {
     /// Authenticated under a key the key file holds.
     Valid {
         seq: u64,
+        /// Random for every seal, so it tells two writes apart even where
+        /// the sequence number starts over (a record enrolled afresh).
+        nonce: [u8; 12],
         generation: Generation,
         version: u16,
         plaintext: Zeroizing<Vec<u8>>,
@@ -64,6 +67,9 @@ pub(crate) enum Slot {
     /// Present but unusable, and why.
     Invalid(SlotFault),
 }
+
+/// Where the nonce sits in a sealed copy.
+pub(crate) const NONCE_AT: std::ops::Range<usize> = 30..42;
 
 /// Seals `plaintext` under `key` for `owner` with sequence number `seq`,
 /// zero-padded to `size` bytes (at least the sealed length).
@@ -157,6 +163,7 @@ pub(crate) fn open(bytes: &[u8], owner: Binding<'_>, keys: &MasterKey) -> Slot {
     match cipher.decrypt(Nonce::from_slice(&nonce), Payload { msg: ct, aad: &aad }) {
         Ok(pt) => Slot::Valid {
             seq,
+            nonce,
             generation,
             version,
             plaintext: Zeroizing::new(pt),
