@@ -1,19 +1,20 @@
 //! `mfa-enroll doctor`: checks a host's pam_mfa setup and says how to fix
 //! what is wrong.
 //!
-//! The checks read files only. Each returns [`Finding`]s; an `Error` means
-//! logins are unsafe or will fail, a `Warning` something an administrator
-//! most likely did not intend.
+//! The checks read files, and, with the PostgreSQL store, ask the database
+//! for its list of records (one operation under the store's deadline). Each
+//! returns [`Finding`]s; an `Error` means logins are unsafe or will fail, a
+//! `Warning` something an administrator most likely did not intend.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, NotConfigured};
+use crate::config::{Config, NotConfigured, StoreBackend};
 use crate::fsutil::{self, Access, FileTrust};
 use crate::keys::{EnrollmentPublicKey, Generation, MasterKey};
 use crate::policy;
 use crate::spool;
-use crate::store::Store;
+use crate::store::{postgres, Store};
 
 mod services;
 pub use services::{check_account_last, check_service_coverage, check_service_tables};
@@ -142,6 +143,7 @@ pub fn run(config_path: &Path, trust: FileTrust, system: &SystemPaths) -> Vec<Fi
         }
     };
     out.extend(check_files(&config, trust));
+    out.extend(check_store(&config, trust));
     out.extend(check_record_keys(&config, trust));
     for service in ["sshd", "sudo"] {
         // Under skip and configure a user's first device (enrolled at login,
@@ -238,6 +240,71 @@ pub fn check_files(config: &Config, trust: FileTrust) -> Vec<Finding> {
             "spool",
             e.to_string(),
             format!("install -d -m 1733 -o root {}", p.spool_dir.display()),
+        )),
+    }
+    out
+}
+
+/// The PostgreSQL store: the connection file is safe and parses, its TLS
+/// setting verifies the server, and the database answers within
+/// `timeout_ms`. Nothing for the files store (see [`check_files`]).
+pub fn check_store(config: &Config, trust: FileTrust) -> Vec<Finding> {
+    const AREA: &str = "store";
+    let store = &config.store;
+    if store.backend == StoreBackend::Files {
+        return Vec::new();
+    }
+    let file = store.connection_file.display();
+    let timeout = std::time::Duration::from_millis(u64::from(store.timeout_ms));
+    let settings = match postgres::Settings::load(&store.connection_file, trust, timeout) {
+        Ok(s) => s,
+        Err(e) => {
+            return vec![finding(
+                Level::Error,
+                AREA,
+                e.to_string(),
+                format!(
+                    "write one libpq connection string into {file} (root, 0600); see docs/postgres.md. Until then every login of an enrolled user fails"
+                ),
+            )]
+        }
+    };
+    let mut out = Vec::new();
+    let weaker = match settings.sslmode() {
+        postgres::SslMode::VerifyFull => None,
+        postgres::SslMode::VerifyCa => Some("verify-ca"),
+        postgres::SslMode::Require => Some("require"),
+        postgres::SslMode::Disable => Some("disable"),
+    };
+    if let Some(mode) = weaker {
+        out.push(finding(
+            Level::Warning,
+            AREA,
+            format!(
+                "{file} sets sslmode={mode}: the database server's certificate is not checked for its host name"
+            ),
+            "set sslmode=verify-full and sslrootcert to the CA that signed the server's certificate",
+        ));
+    }
+    let servers = settings.describe();
+    let client = postgres::Client::new(settings);
+    match client.names() {
+        Ok(names) => out.push(finding(
+            Level::Ok,
+            AREA,
+            format!(
+                "PostgreSQL {servers} answered within {} ms and holds {} record{}",
+                store.timeout_ms,
+                names.len(),
+                if names.len() == 1 { "" } else { "s" }
+            ),
+            "",
+        )),
+        Err(e) => out.push(finding(
+            Level::Error,
+            AREA,
+            e.to_string(),
+            "every login of an enrolled user fails with PAM_AUTHINFO_UNAVAIL until the database answers; see docs/postgres.md",
         )),
     }
     out
