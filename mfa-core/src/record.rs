@@ -33,6 +33,8 @@ pub const MAX_SECRET: usize = crate::totp::MAX_SECRET_BYTES;
 pub const MAX_RECOVERY_HASHES: usize = 64;
 /// Longest stored terminal name.
 pub const MAX_TTY: usize = 64;
+/// Longest stored host name (`HOST_NAME_MAX`).
+pub const MAX_HOST: usize = 64;
 /// How many applied self-service request ids a record remembers.
 pub const MAX_APPLIED: usize = 16;
 /// How many unannounced factor changes a record keeps (the oldest go first).
@@ -41,9 +43,11 @@ pub const MAX_NOTICES: usize = 8;
 pub const MAX_REASON: usize = 200;
 
 /// The record formats this build reads.
-pub const READ_VERSIONS: [u16; 2] = [1, 2];
-/// The record format this build writes.
-pub const WRITE_VERSION: u16 = 2;
+pub const READ_VERSIONS: [u16; 3] = [1, 2, 3];
+/// The record format this build writes. 3 adds the host of the last
+/// success: one record may serve many hosts (the PostgreSQL store), and a
+/// success remembered on one must not open a login on another.
+pub const WRITE_VERSION: u16 = 3;
 
 /// Identifies one self-service request, so that it applies at most once.
 pub type RequestId = [u8; 16];
@@ -85,6 +89,8 @@ pub struct LastSuccess {
     pub rhost: String,
     /// The terminal PAM reported, if any (empty in format 1 records).
     pub tty: String,
+    /// The host that verified it (empty in records before format 3).
+    pub host: String,
 }
 
 impl LastSuccess {
@@ -96,14 +102,23 @@ impl LastSuccess {
             service: truncate(service, MAX_SERVICE),
             rhost: truncate(rhost, MAX_RHOST),
             tty: truncate(tty, MAX_TTY),
+            host: String::new(),
         }
     }
 
-    /// True if a login on `service` from `rhost` on `tty` is the same place
-    /// as this success: what `remember_seconds` is bound to. Names are
+    /// The same success, verified on `host`.
+    #[must_use]
+    pub fn on_host(mut self, host: &str) -> Self {
+        self.host = truncate(host, MAX_HOST);
+        self
+    }
+
+    /// True if a login on `host`'s `service` from `rhost` on `tty` is the
+    /// same place as this success: what `remember_seconds` is bound to. Names are
     /// compared as stored (cut to their bounds).
-    pub fn same_place(&self, service: &str, rhost: &str, tty: &str) -> bool {
-        self.service == truncate(service, MAX_SERVICE)
+    pub fn same_place(&self, host: &str, service: &str, rhost: &str, tty: &str) -> bool {
+        self.host == truncate(host, MAX_HOST)
+            && self.service == truncate(service, MAX_SERVICE)
             && self.rhost == truncate(rhost, MAX_RHOST)
             && self.tty == truncate(tty, MAX_TTY)
     }
@@ -279,7 +294,11 @@ impl Record {
             }
         }
         if let Some(s) = &self.last_success {
-            if s.service.len() > MAX_SERVICE || s.rhost.len() > MAX_RHOST || s.tty.len() > MAX_TTY {
+            if s.service.len() > MAX_SERVICE
+                || s.rhost.len() > MAX_RHOST
+                || s.tty.len() > MAX_TTY
+                || s.host.len() > MAX_HOST
+            {
                 return Err(RecordTooLarge("last success"));
             }
         }
@@ -324,6 +343,7 @@ impl Record {
                 w.str(&s.service);
                 w.str(&s.rhost);
                 w.str(&s.tty);
+                w.str(&s.host);
             }
             None => w.u8(0),
         }
@@ -372,6 +392,7 @@ impl Record {
             return Err(DecodeError("unknown record format"));
         }
         let v2 = version >= 2;
+        let v3 = version >= 3;
         let mut r = Reader::new(buf);
         let username = r.str(MAX_USERNAME)?;
         let created = r.u64()?;
@@ -384,6 +405,7 @@ impl Record {
                 service: r.str(MAX_SERVICE)?,
                 rhost: r.str(MAX_RHOST)?,
                 tty: if v2 { r.str(MAX_TTY)? } else { String::new() },
+                host: if v3 { r.str(MAX_HOST)? } else { String::new() },
             }),
             _ => return Err(DecodeError("bad presence flag")),
         };

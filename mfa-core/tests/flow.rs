@@ -518,6 +518,46 @@ fn remember_skips_the_prompt_only_on_the_same_service_within_the_threshold() {
 }
 
 #[test]
+fn a_success_remembered_on_one_host_does_not_open_a_login_on_another_sharing_the_record() {
+    // Two hosts reading the same records (as the PostgreSQL store makes
+    // them): the same service, remote host and terminal name on host B are
+    // not the place where host A verified the code.
+    let w = World::enrolled(|c| c.policy.remember_seconds = 600);
+    w.login("alice", &mut Script::answering(&[&code(NOW)]), NOW);
+    assert_eq!(w.record().unwrap().last_success.unwrap().host, "testhost");
+    let other = Host::open(w.host.config.clone(), trust(), "otherhost").unwrap();
+    let req = Request {
+        user: "alice",
+        service: "sshd",
+        rhost: Some("192.0.2.9"),
+        tty: Some("pts/3"),
+        silent: false,
+    };
+    let mut s = Script::default();
+    let report = flow::authenticate(
+        &other,
+        req,
+        Some(&mut s),
+        &Users::new(&[]),
+        &FixedClock(NOW + 300),
+    );
+    assert!(matches!(report.outcome, Outcome::ConversationFailed));
+    assert_eq!(s.prompts(), 1);
+    // Back on host A it is still remembered.
+    let mut s = Script::default();
+    let (o, _) = w.login_with(
+        "alice",
+        "sshd",
+        Some(&mut s),
+        &Users::new(&[]),
+        NOW + 300,
+        false,
+    );
+    assert!(matches!(o, Outcome::Success));
+    assert_eq!(s.prompts(), 0);
+}
+
+#[test]
 fn silent_suppresses_messages_but_not_the_prompt() {
     let w = World::new(|c| c.policy.not_configured = NotConfigured::Deny);
     let mut s = Script::answering(&[b"123456"]);

@@ -209,6 +209,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
                 // ssh from one host does not open a login from another, nor
                 // sudo on one terminal a sudo on another.
                 let here = last.same_place(
+                    &self.host.hostname,
                     self.req.service,
                     self.req.rhost.unwrap_or(""),
                     self.req.tty.unwrap_or(""),
@@ -355,12 +356,15 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
             record.devices[i].last_used_step = Some(step);
         }
         throttle::clear(&mut record);
-        record.last_success = Some(LastSuccess::new(
-            now,
-            self.req.service,
-            self.req.rhost.unwrap_or(""),
-            self.req.tty.unwrap_or(""),
-        ));
+        record.last_success = Some(
+            LastSuccess::new(
+                now,
+                self.req.service,
+                self.req.rhost.unwrap_or(""),
+                self.req.tty.unwrap_or(""),
+            )
+            .on_host(&self.host.hostname),
+        );
         let request = self.check_request(&mut record, &before, now);
         // Changes the user has not heard of are told now if this login may
         // print; they are cleared in the same commit.

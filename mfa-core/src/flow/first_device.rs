@@ -336,12 +336,15 @@ pub(super) fn commit<P: Prompter, C: Clock>(
     }
     record.devices.push(pending.device);
     record.recovery = Some(hashes);
-    record.last_success = Some(LastSuccess::new(
-        now,
-        req.service,
-        req.rhost.unwrap_or(""),
-        req.tty.unwrap_or(""),
-    ));
+    record.last_success = Some(
+        LastSuccess::new(
+            now,
+            req.service,
+            req.rhost.unwrap_or(""),
+            req.tty.unwrap_or(""),
+        )
+        .on_host(&host.hostname),
+    );
     if let Err(err) = state.rewrite(&record, &host.keys) {
         return fail(
             Outcome::StoreUnavailable,
