@@ -32,6 +32,15 @@ pub fn approve(
         store,
     } = Admin::open("approve", config_path)?;
     let who = resolve(&args.target)?;
+    let username = match &who.name {
+        Some(name) => name.clone(),
+        // The shared store keys the record by this name: a made-up one
+        // would enroll a row nobody logs in as.
+        None if store.is_shared() => {
+            return Err(CliError::Store(StoreError::NameRequired { uid: who.uid }))
+        }
+        None => format!("uid{}", who.uid),
+    };
     let now = SystemClock.now();
     let (mut requests, ignored) = spool::requests_of(
         &config.paths.spool_dir,
@@ -78,10 +87,6 @@ pub fn approve(
     if !args.yes && !confirm(out, &format!("Apply it to {}? [y/N] ", who.describe()))? {
         return Err(CliError::NotApproved);
     }
-    let username = who
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("uid{}", who.uid));
     let change = pending::approve(&store, &keys, &config, who.uid, &username, &found, now)
         .map_err(|e| match e {
             ApproveError::Refused(r) => {

@@ -60,6 +60,14 @@ pub enum Command {
     /// Manage the host's master key.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Set up the shared PostgreSQL record store and move this host's
+    /// records into it.
+    ///
+    /// With `[store] backend = "postgres"` every other command works on
+    /// the records in the database, keyed by login name (uids differ
+    /// between hosts), as it would on the state directory.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Give a user a new TOTP device and recovery codes.
     ///
     /// Without --json the QR code and the secret are shown, a code from the
@@ -315,6 +323,70 @@ pub enum KeyCommand {
     Retire(RetireArgs),
 }
 
+/// `store` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Create the table of records in the PostgreSQL database, and print
+    /// the GRANT statements for the roles the hosts log in as.
+    ///
+    /// Connects with `connection_file` of [store], or with --connection-file
+    /// (an administrator's connection, whose role may create tables in the
+    /// database), and creates the table `pam_mfa_records` unless it exists:
+    /// running it again changes nothing, and rows already there are never
+    /// touched. Then it prints SQL for the table's owner to run (comments
+    /// and statements, so it can be piped into psql): the hosts' role
+    /// (--host-role, else the user of the configured connection file) may
+    /// only read and update records, which is all a login does; the role
+    /// named by --enroll-role may also insert and delete them, which
+    /// enroll, reset, remove-device --force, import, approve, store migrate
+    /// and users enrolling a first device at login need. Needs root and
+    /// `[store] backend = "postgres"`.
+    #[command(after_long_help = EXIT_STATUS_HELP)]
+    Init(StoreInitArgs),
+    /// Copy every record of the state directory into PostgreSQL.
+    ///
+    /// Each record goes to the row of the login name its uid has on this
+    /// host; a uid without a name here is skipped. A row already in the
+    /// database is never overwritten, also when another host creates it
+    /// during the copy. Without --apply nothing is written: the command
+    /// says what it would do. The local records stay where they are:
+    /// remove them once `mfa-enroll list` shows the users (this host no
+    /// longer reads them). Needs root and `[store] backend = "postgres"`.
+    /// Exits 1 if any record was not copied for a reason other than
+    /// already being there.
+    #[command(after_long_help = EXIT_STATUS_HELP)]
+    Migrate(StoreMigrateArgs),
+}
+
+/// `store init` arguments.
+#[derive(Debug, Args)]
+pub struct StoreInitArgs {
+    /// The role the hosts log in as (default: the user of the configured
+    /// connection file): granted SELECT and UPDATE only.
+    #[arg(long, value_name = "NAME")]
+    pub host_role: Option<String>,
+    /// A role that may also create and delete records (SELECT, INSERT,
+    /// UPDATE, DELETE): where users enroll at login or administrators
+    /// enroll and reset users.
+    #[arg(long, value_name = "NAME")]
+    pub enroll_role: Option<String>,
+    /// The connection file to create the table with, for a role that may
+    /// (root-owned, mode 0600; default: `connection_file` of [store]).
+    #[arg(long, value_name = "PATH")]
+    pub connection_file: Option<PathBuf>,
+}
+
+/// `store migrate` arguments.
+#[derive(Debug, Args)]
+pub struct StoreMigrateArgs {
+    /// Copy the records; without it nothing is written.
+    #[arg(long)]
+    pub apply: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `key retire` arguments.
 #[derive(Debug, Args)]
 pub struct RetireArgs {
@@ -497,6 +569,34 @@ mod tests {
         };
         assert!(args.target.target().is_none());
         assert_eq!(args.qr, Some(QrArg::Ascii));
+    }
+
+    #[test]
+    fn store_migrate_is_a_dry_run_unless_told_to_apply() {
+        let cli = Cli::try_parse_from(["mfa-enroll", "store", "migrate"]).unwrap();
+        let Some(Command::Store(StoreCommand::Migrate(args))) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert!(!args.apply && !args.json);
+        let cli = Cli::try_parse_from([
+            "mfa-enroll",
+            "store",
+            "init",
+            "--host-role",
+            "pam_host",
+            "--connection-file",
+            "/root/admin.conf",
+        ])
+        .unwrap();
+        let Some(Command::Store(StoreCommand::Init(args))) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(args.host_role.as_deref(), Some("pam_host"));
+        assert_eq!(args.enroll_role, None);
+        assert_eq!(
+            args.connection_file,
+            Some(PathBuf::from("/root/admin.conf"))
+        );
     }
 
     #[test]

@@ -7,11 +7,11 @@ use std::io::{self, BufRead, Read as _, Write};
 use std::path::Path;
 
 use mfa_core::audit::{self, Event, EventKind};
-use mfa_core::config::{Config, QrStyle};
+use mfa_core::config::{Config, QrStyle, StoreBackend};
 use mfa_core::fsutil::FileTrust;
 use mfa_core::input::MAX_INPUT_BYTES;
 use mfa_core::keys::MasterKey;
-use mfa_core::store::{Store, StoreError};
+use mfa_core::store::{Owner, Store, StoreError, NO_UID};
 use nix::unistd::{Uid, User};
 use zeroize::Zeroizing;
 
@@ -23,23 +23,55 @@ const SYSLOG_SOCKET: &str = "/dev/log";
 /// The syslog identity of this program.
 const IDENT: &str = "mfa-enroll";
 
-/// The user a command is about: always a uid, a name when one is known.
+/// The user a command is about: a uid and a name when one is known. With
+/// the shared store, a name may have no account on this host; its uid is
+/// then [`NO_UID`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Who {
-    /// The uid the state is keyed by.
+    /// The uid the files store keys the state by ([`NO_UID`] for a name
+    /// with no account here).
     pub uid: u32,
-    /// The login name, if the name service knows the uid.
+    /// The login name, if the name service knows the uid (the key of the
+    /// shared store).
     pub name: Option<String>,
 }
 
 impl Who {
-    /// `alice (uid 1000)`, or `uid 1000` without a name. The name is
-    /// escaped ([`mfa_core::text::escape`]): the name service may hold
-    /// anything.
+    /// `alice (uid 1000)`, `uid 1000` without a name, or `alice (no
+    /// account on this host)`. The name is escaped
+    /// ([`mfa_core::text::escape`]): the name service and the shared store
+    /// may hold anything.
     pub fn describe(&self) -> String {
-        match &self.name {
-            Some(name) => format!("{} (uid {})", mfa_core::text::escape(name), self.uid),
-            None => format!("uid {}", self.uid),
+        match (&self.name, self.uid) {
+            (Some(name), NO_UID) => {
+                format!("{} (no account on this host)", mfa_core::text::escape(name))
+            }
+            (Some(name), uid) => format!("{} (uid {uid})", mfa_core::text::escape(name)),
+            (None, uid) => format!("uid {uid}"),
+        }
+    }
+
+    /// The uid, or `None` for a name with no account here (JSON `null`).
+    pub fn local_uid(&self) -> Option<u32> {
+        (self.uid != NO_UID).then_some(self.uid)
+    }
+
+    /// Whose record, as the store keys it: by name when the name is known
+    /// (the shared store's key), by uid otherwise (the shared store then
+    /// looks the name up, or asks for --user).
+    pub fn owner(&self) -> Owner {
+        match (&self.name, self.local_uid()) {
+            (Some(name), Some(uid)) => Owner::new(uid, name.clone()),
+            (Some(name), None) => Owner::named(name.clone()),
+            (None, _) => Owner::by_uid(self.uid),
+        }
+    }
+
+    /// The user a store's [`Owner`] names.
+    pub fn from_owner(owner: &Owner) -> Self {
+        Who {
+            uid: owner.uid().unwrap_or(NO_UID),
+            name: owner.name().map(str::to_owned),
         }
     }
 
@@ -53,9 +85,13 @@ impl Who {
         Who { uid, name }
     }
 
-    /// An audit event of `kind` about this user: uid, and name if known.
+    /// An audit event of `kind` about this user: uid if there is one here,
+    /// and name if known.
     pub fn event(&self, kind: EventKind) -> Event {
-        let event = Event::new(kind).uid(self.uid);
+        let mut event = Event::new(kind);
+        if let Some(uid) = self.local_uid() {
+            event = event.uid(uid);
+        }
         match &self.name {
             Some(name) => event.user(name),
             None => event,
@@ -76,7 +112,7 @@ impl Admin {
         require_root(command)?;
         let config = load_config(config_path)?;
         let keys = load_keys(&config)?;
-        let store = store(&config);
+        let store = store(&config)?;
         Ok(Admin {
             config,
             keys,
@@ -116,6 +152,20 @@ pub(crate) fn resolve(target: &Target) -> Result<Who, CliError> {
     Ok(Who::by_uid(target.uid.unwrap_or_default()))
 }
 
+/// As [`resolve`], except that with the shared store `--user NAME` may name
+/// someone with no account on this host: the record is the row of that
+/// name (`list` shows such rows), and an administrator must be able to see,
+/// unlock and remove it from any host.
+pub(crate) fn resolve_in(store: &Store, target: &Target) -> Result<Who, CliError> {
+    match (resolve(target), &target.user) {
+        (Err(CliError::UnknownUser(_)), Some(name)) if store.is_shared() => Ok(Who {
+            uid: NO_UID,
+            name: Some(name.clone()),
+        }),
+        (resolved, _) => resolved,
+    }
+}
+
 pub(crate) fn load_config(path: &Path) -> Result<Config, CliError> {
     Ok(Config::load(path, FileTrust::ROOT, &[])?)
 }
@@ -124,7 +174,19 @@ pub(crate) fn load_keys(config: &Config) -> Result<MasterKey, CliError> {
     Ok(MasterKey::load(&config.paths.key_file, FileTrust::ROOT)?)
 }
 
-pub(crate) fn store(config: &Config) -> Store {
+/// The store the configuration names: the state directory, or the
+/// PostgreSQL database (which learns this host's name for `updated_by`).
+pub(crate) fn store(config: &Config) -> Result<Store, CliError> {
+    let host = match config.store.backend {
+        StoreBackend::Files => String::new(),
+        StoreBackend::Postgres => hostname()?,
+    };
+    Ok(Store::from_config(config, FileTrust::ROOT, &host)?)
+}
+
+/// The files store of the state directory, whatever the configured
+/// backend: where `store migrate` reads the local records.
+pub(crate) fn local_store(config: &Config) -> Store {
     Store::new(&config.paths.state_dir, FileTrust::ROOT)
 }
 
@@ -139,7 +201,7 @@ pub(crate) fn open_user<'s>(
     who: &Who,
     keys: &MasterKey,
 ) -> Result<mfa_core::store::UserState<'s>, CliError> {
-    store.open_user(who.uid, keys).map_err(|e| {
+    store.open_user(who.owner(), keys).map_err(|e| {
         log_store_error(who, &e);
         CliError::Store(e)
     })
@@ -152,6 +214,7 @@ pub(crate) fn log_store_error(who: &Who, e: &StoreError) {
             | StoreError::WrongKey { .. }
             | StoreError::UnknownVersion { .. }
             | StoreError::Unreadable(_)
+            | StoreError::Row { .. }
     ) {
         log(&who.event(EventKind::StoreFailure).reason(e.to_string()));
     }
@@ -254,6 +317,28 @@ mod tests {
         };
         assert_eq!(named.describe(), "bob (uid 7)");
         assert_eq!(Who { uid: 7, name: None }.describe(), "uid 7");
+        let elsewhere = Who {
+            uid: NO_UID,
+            name: Some("carol".into()),
+        };
+        assert_eq!(elsewhere.describe(), "carol (no account on this host)");
+    }
+
+    #[test]
+    fn the_store_owner_carries_the_name_when_one_is_known() {
+        let named = Who {
+            uid: 7,
+            name: Some("bob".into()),
+        };
+        assert_eq!(named.owner(), Owner::new(7, "bob"));
+        assert_eq!(Who { uid: 7, name: None }.owner(), Owner::by_uid(7));
+        let elsewhere = Who {
+            uid: NO_UID,
+            name: Some("carol".into()),
+        };
+        assert_eq!(elsewhere.owner(), Owner::named("carol"));
+        assert_eq!(elsewhere.local_uid(), None);
+        assert_eq!(Who::from_owner(&Owner::named("carol")), elsewhere);
     }
 
     fn utf8_with(vars: &[(&str, &str)]) -> bool {

@@ -10,6 +10,8 @@ use mfa_core::config::ConfigError;
 use mfa_core::enrollment::EnrollmentError;
 use mfa_core::import::ImportError;
 use mfa_core::keys::KeyError;
+use mfa_core::store::migrate::MigrateError;
+use mfa_core::store::postgres::PgError;
 use mfa_core::store::StoreError;
 
 /// The operation failed: configuration, master key, record store or I/O.
@@ -35,6 +37,22 @@ pub enum CliError {
     Key(KeyError),
     /// The user's record could not be opened.
     Store(StoreError),
+    /// A `store` command needs `[store] backend = "postgres"`.
+    NotPostgres {
+        /// The command, as typed.
+        command: &'static str,
+    },
+    /// `store init` could not reach the database or create the table.
+    Postgres(PgError),
+    /// The role `store init` connected as may not create the table.
+    StoreInitRefused {
+        /// The role.
+        role: String,
+        /// The server's message.
+        detail: String,
+    },
+    /// `store migrate` could not run.
+    Migrate(MigrateError),
     /// The operation was refused or failed in mfa-core.
     Admin(AdminError),
     /// `--user` names nobody.
@@ -133,8 +151,14 @@ impl CliError {
             | CliError::UnknownUid(_)
             | CliError::NoHome(_)
             | CliError::WhichRequest { .. }
+            | CliError::Store(
+                StoreError::NameRequired { .. } | StoreError::NoLocalAccount { .. },
+            )
             | CliError::Admin(
-                AdminError::UnknownDevice { .. }
+                AdminError::Store(
+                    StoreError::NameRequired { .. } | StoreError::NoLocalAccount { .. },
+                )
+                | AdminError::UnknownDevice { .. }
                 | AdminError::Key(KeyError::UnknownGeneration(_))
                 | AdminError::Enrollment(EnrollmentError::BadDeviceName),
             ) => EXIT_USAGE,
@@ -167,6 +191,10 @@ impl CliError {
             | CliError::Config(_)
             | CliError::Key(_)
             | CliError::Store(_)
+            | CliError::NotPostgres { .. }
+            | CliError::Postgres(_)
+            | CliError::StoreInitRefused { .. }
+            | CliError::Migrate(_)
             | CliError::Admin(_)
             | CliError::UserLookup { .. }
             | CliError::Hostname(_)
@@ -190,6 +218,10 @@ impl fmt::Display for CliError {
             CliError::Config(e) => write!(f, "{e}"),
             CliError::Key(e) => write!(f, "{e}"),
             CliError::Store(e) => write!(f, "{e}"),
+            CliError::NotPostgres { command } => not_postgres(f, command),
+            CliError::Postgres(e) => write!(f, "{e}"),
+            CliError::StoreInitRefused { role, detail } => init_refused(f, role, detail),
+            CliError::Migrate(e) => write!(f, "{e}"),
             CliError::Admin(e) => write!(f, "{e}"),
             CliError::UnknownUser(name) => write!(
                 f,
@@ -283,6 +315,20 @@ impl fmt::Display for CliError {
 
 impl std::error::Error for CliError {}
 
+fn not_postgres(f: &mut fmt::Formatter<'_>, command: &str) -> fmt::Result {
+    write!(
+        f,
+        "`mfa-enroll {command}` works on the shared PostgreSQL store, and the configured record store is the files store; set `backend = \"postgres\"` and `connection_file` in [store] of the configuration, then run it again"
+    )
+}
+
+fn init_refused(f: &mut fmt::Formatter<'_>, role: &str, detail: &str) -> fmt::Result {
+    write!(
+        f,
+        "the role {role} may not create the table: {detail}; run `mfa-enroll store init --connection-file PATH` with a connection file (root, 0600) of a role that may, such as the database's owner"
+    )
+}
+
 /// Why a file to import could not be read.
 #[derive(Debug)]
 pub enum ReadProblem {
@@ -351,6 +397,17 @@ impl From<StoreError> for CliError {
     }
 }
 
+impl From<MigrateError> for CliError {
+    fn from(e: MigrateError) -> Self {
+        match e {
+            MigrateError::NotShared => CliError::NotPostgres {
+                command: "store migrate",
+            },
+            other => CliError::Migrate(other),
+        }
+    }
+}
+
 impl From<AdminError> for CliError {
     fn from(e: AdminError) -> Self {
         CliError::Admin(e)
@@ -384,6 +441,41 @@ mod tests {
             CliError::Store(StoreError::Poisoned).exit_code(),
             EXIT_FAILED
         );
+    }
+
+    #[test]
+    fn the_shared_store_failures_exit_1_and_a_missing_name_is_a_usage_error() {
+        let owner = mfa_core::store::Owner::named("alice");
+        for e in [
+            StoreError::Unavailable("PostgreSQL store: cannot connect to db:5432".into()),
+            StoreError::Conflict {
+                owner: owner.clone(),
+            },
+            StoreError::Contended { owner, attempts: 4 },
+        ] {
+            let message = e.to_string();
+            let err = CliError::Store(e);
+            assert_eq!(err.exit_code(), EXIT_FAILED, "{message}");
+            assert_eq!(err.to_string(), message);
+        }
+        let name = CliError::Store(StoreError::NameRequired { uid: 4000 });
+        assert_eq!(name.exit_code(), EXIT_USAGE);
+        assert!(name.to_string().contains("--user"));
+        let name = CliError::Admin(AdminError::Store(StoreError::NameRequired { uid: 4000 }));
+        assert_eq!(name.exit_code(), EXIT_USAGE);
+        let files = CliError::Store(StoreError::NoLocalAccount {
+            name: "carol".into(),
+        });
+        assert_eq!(files.exit_code(), EXIT_USAGE);
+    }
+
+    #[test]
+    fn a_store_command_on_the_files_store_says_how_to_configure_postgres() {
+        let err = CliError::from(MigrateError::NotShared);
+        assert_eq!(err.exit_code(), EXIT_FAILED);
+        let text = err.to_string();
+        assert!(text.contains("mfa-enroll store migrate"), "{text}");
+        assert!(text.contains("backend = \"postgres\""), "{text}");
     }
 
     #[test]

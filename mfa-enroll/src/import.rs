@@ -379,7 +379,7 @@ fn token_fate(
         uid: user.uid.as_raw(),
         name: Some(user.name.clone()),
     };
-    let mut state = match ctx.store.open_user(who.uid, ctx.keys) {
+    let mut state = match ctx.store.open_user(who.owner(), ctx.keys) {
         Ok(state) => state,
         Err(e) => {
             log_store_error(&who, &e);

@@ -62,7 +62,7 @@ pub fn list(config_path: &Path, args: &JsonArg, out: &mut impl Write) -> Result<
     let Admin { keys, store, .. } = Admin::open("key list", config_path)?;
     let usage = admin::key_usage(&store, &keys)?;
     for u in &usage.unreadable {
-        log_store_error(&Who::by_uid(u.uid), &u.error);
+        log_store_error(&Who::from_owner(&u.owner), &u.error);
     }
     if args.json {
         write_out(
@@ -76,7 +76,8 @@ pub fn list(config_path: &Path, args: &JsonArg, out: &mut impl Write) -> Result<
                     "records": g.uids.len(),
                 })).collect::<Vec<_>>(),
                 "unreadable": usage.unreadable.iter().map(|u| json!({
-                    "uid": u.uid,
+                    "user": u.owner.name(),
+                    "uid": u.owner.uid(),
                     "error": u.error.to_string(),
                 })).collect::<Vec<_>>(),
             })),
@@ -101,7 +102,7 @@ pub fn list(config_path: &Path, args: &JsonArg, out: &mut impl Write) -> Result<
                 let _ = writeln!(
                     text,
                     "  {}: {}",
-                    Who::by_uid(u.uid).describe(),
+                    Who::from_owner(&u.owner).describe(),
                     escape(&u.error.to_string())
                 );
             }
@@ -130,7 +131,7 @@ pub fn migrate(config_path: &Path, out: &mut impl Write) -> Result<(), CliError>
         log(&render::migrated_event(&Who::by_uid(*uid), from, active));
     }
     for f in &report.failed {
-        log_store_error(&Who::by_uid(f.uid), &f.error);
+        log_store_error(&Who::from_owner(&f.owner), &f.error);
     }
     let mut text = format!(
         "Re-sealed {} under key generation {active}; {} already used only it.\n",
@@ -152,7 +153,7 @@ pub fn migrate(config_path: &Path, out: &mut impl Write) -> Result<(), CliError>
             let _ = writeln!(
                 text,
                 "  {}: {}",
-                Who::by_uid(f.uid).describe(),
+                Who::from_owner(&f.owner).describe(),
                 escape(&f.error.to_string())
             );
         }
@@ -175,7 +176,7 @@ pub fn migrate(config_path: &Path, out: &mut impl Write) -> Result<(), CliError>
 pub fn retire(config_path: &Path, args: &RetireArgs, out: &mut impl Write) -> Result<(), CliError> {
     require_root("key retire")?;
     let config = load_config(config_path)?;
-    let store = store(&config);
+    let store = store(&config)?;
     admin::retire_key(&config.paths, FileTrust::ROOT, &store, args.generation)?;
     log(&render::key_retired_event(args.generation));
     let keys = load_keys(&config)?;

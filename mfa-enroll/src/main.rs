@@ -5,8 +5,8 @@
 //! about a user's record is made in mfa-core.
 //!
 //! Layout: [`cli`] defines the command line; `main` parses it and hands
-//! each command to its module (enroll, users, keys, import, approve,
-//! doctor, selfservice, docs); those share [`context`] (who the user is,
+//! each command to its module (enroll, users, keys, store, import,
+//! approve, doctor, selfservice, docs); those share [`context`] (who the user is,
 //! loading the config, key and store, the audit log, output) and [`render`]
 //! (text, JSON and audit events), and never import each other.
 //!
@@ -28,6 +28,7 @@ mod import;
 mod keys;
 mod render;
 mod selfservice;
+mod store;
 mod users;
 
 use std::io::{self, Write as _};
@@ -35,7 +36,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
-use crate::cli::{Cli, Command, ImportCommand, KeyCommand};
+use crate::cli::{Cli, Command, ImportCommand, KeyCommand, StoreCommand};
 use crate::error::CliError;
 
 fn main() -> ExitCode {
@@ -90,6 +91,8 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Key(KeyCommand::List(args)) => keys::list(config_path, args, &mut out),
         Command::Key(KeyCommand::Migrate) => keys::migrate(config_path, &mut out),
         Command::Key(KeyCommand::Retire(args)) => keys::retire(config_path, args, &mut out),
+        Command::Store(StoreCommand::Init(args)) => store::init(config_path, args, &mut out),
+        Command::Store(StoreCommand::Migrate(args)) => store::migrate(config_path, args, &mut out),
         Command::Import(ImportCommand::GoogleAuthenticator(args)) => {
             import::google_authenticator(config_path, args, &mut out)
         }

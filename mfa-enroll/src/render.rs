@@ -173,7 +173,7 @@ pub fn status_json(who: &Who, s: &UserStatus) -> Value {
         .collect();
     json!({
         "user": who.name,
-        "uid": s.uid,
+        "uid": who.local_uid(),
         "enrolled": s.enrolled,
         "enrolled_as": s.enrolled_as,
         "created": s.created,

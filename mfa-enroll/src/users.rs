@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use crate::cli::{JsonArg, RecoveryCodesArgs, RemoveDeviceArgs, StatusArgs, Target};
-use crate::context::{log, log_store_error, open_user, resolve, write_out, Admin, Who};
+use crate::context::{log, log_store_error, open_user, resolve_in, write_out, Admin, Who};
 use crate::error::{CliError, EXIT_FAILED};
 use crate::render::{self, plural, table, utc, yes_no};
 
@@ -36,7 +36,7 @@ fn read_status(
         keys,
         store,
     } = Admin::open(command, config_path)?;
-    let who = resolve(target)?;
+    let who = resolve_in(&store, target)?;
     let state = open_user(&store, &who, &keys)?;
     let status = admin::status(&state, &config, SystemClock.now());
     drop(state);
@@ -59,8 +59,8 @@ pub fn status(config_path: &Path, args: &StatusArgs, out: &mut impl Write) -> Re
 /// `reset`: deletes a user's record, readable or not.
 pub fn reset(config_path: &Path, target: &Target, out: &mut impl Write) -> Result<(), CliError> {
     let Admin { keys, store, .. } = Admin::open("reset", config_path)?;
-    let who = resolve(target)?;
-    let text = match admin::reset(&store, who.uid, &keys)? {
+    let who = resolve_in(&store, target)?;
+    let text = match admin::reset(&store, who.owner(), &keys)? {
         Reset::Removed => {
             log(&render::reset_event(&who, None));
             format!("Removed the MFA record of {}.\n", who.describe())
@@ -85,7 +85,7 @@ pub fn unlock(config_path: &Path, target: &Target, out: &mut impl Write) -> Resu
         keys,
         store,
     } = Admin::open("unlock", config_path)?;
-    let who = resolve(target)?;
+    let who = resolve_in(&store, target)?;
     let unlocked = {
         let mut state = open_user(&store, &who, &keys)?;
         admin::unlock(&mut state, &config, &keys)?
@@ -123,7 +123,10 @@ pub fn list(config_path: &Path, args: &JsonArg, out: &mut impl Write) -> Result<
     } = Admin::open("list", config_path)?;
     let users = admin::list(&store, &keys, &config, SystemClock.now())?;
     let mut unreadable = 0;
-    let rows: Vec<(Who, &ListedUser)> = users.iter().map(|u| (Who::by_uid(u.uid), u)).collect();
+    let rows: Vec<(Who, &ListedUser)> = users
+        .iter()
+        .map(|u| (Who::from_owner(&u.owner), u))
+        .collect();
     for (who, user) in &rows {
         match &user.status {
             Err(e) => {
@@ -161,7 +164,7 @@ fn list_json(rows: &[(Who, &ListedUser)]) -> Value {
             let s = user.status.as_ref().ok();
             json!({
                 "user": who.name,
-                "uid": user.uid,
+                "uid": who.local_uid(),
                 "enrolled_as": s.and_then(|s| s.enrolled_as.clone()),
                 "devices": s.map(|s| s.devices.iter().map(|d| d.name.clone()).collect::<Vec<_>>()),
                 "recovery_codes_left": s.map(|s| s.recovery_codes_left),
@@ -199,10 +202,13 @@ fn list_text(rows: &[(Who, &ListedUser)]) -> String {
             .name
             .as_deref()
             .map_or_else(|| "-".to_owned(), |n| escape(n).into_owned());
+        let uid = who
+            .local_uid()
+            .map_or_else(|| "-".to_owned(), |uid| uid.to_string());
         let row = match &user.status {
             Ok(s) => vec![
                 name,
-                user.uid.to_string(),
+                uid,
                 s.devices
                     .iter()
                     .map(|d| escape(&d.name))
@@ -220,7 +226,7 @@ fn list_text(rows: &[(Who, &ListedUser)]) -> String {
             ],
             Err(e) => {
                 let _ = writeln!(errors, "  {}: {}", who.describe(), escape(&e.to_string()));
-                let mut row = vec![name, user.uid.to_string(), "UNREADABLE".to_owned()];
+                let mut row = vec![name, uid, "UNREADABLE".to_owned()];
                 row.extend(["-", "-", "-", "-"].map(str::to_owned));
                 row.push(yes_no(user.pending));
                 row.push("-".to_owned());
@@ -266,7 +272,7 @@ pub fn devices(
             out,
             &json!({
                 "user": who.name,
-                "uid": who.uid,
+                "uid": who.local_uid(),
                 "enrolled": status.enrolled,
                 "devices": full["devices"],
             }),
@@ -324,7 +330,7 @@ pub fn remove_device(
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     let Admin { keys, store, .. } = Admin::open("remove-device", config_path)?;
-    let who = resolve(&args.target)?;
+    let who = resolve_in(&store, &args.target)?;
     let removal = {
         let mut state = open_user(&store, &who, &keys)?;
         admin::remove_device(&mut state, &keys, &args.device, args.force)?
@@ -367,7 +373,7 @@ pub fn recovery_codes(
         keys,
         store,
     } = Admin::open("recovery-codes", config_path)?;
-    let who = resolve(target)?;
+    let who = resolve_in(&store, target)?;
     if !args.regenerate {
         let state = open_user(&store, &who, &keys)?;
         let left = state
@@ -378,7 +384,7 @@ pub fn recovery_codes(
         return if args.json {
             json_line(
                 out,
-                &json!({"user": who.name, "uid": who.uid, "recovery_codes_left": left}),
+                &json!({"user": who.name, "uid": who.local_uid(), "recovery_codes_left": left}),
             )
         } else {
             write_out(
@@ -412,12 +418,12 @@ fn recovery_json(who: &Who, codes: &[RecoveryCode]) -> Zeroizing<Vec<u8>> {
     #[derive(serde::Serialize)]
     struct Output<'a> {
         user: Option<&'a str>,
-        uid: u32,
+        uid: Option<u32>,
         recovery_codes: Vec<&'a str>,
     }
     let value = Output {
         user: who.name.as_deref(),
-        uid: who.uid,
+        uid: who.local_uid(),
         recovery_codes: codes.iter().map(RecoveryCode::display).collect(),
     };
     let mut buf = Zeroizing::new(Vec::with_capacity(4096));

@@ -1052,6 +1052,8 @@ fn generate_docs_writes_the_man_page_and_completions() {
         "recovery\\-codes",
         "import google\\-authenticator",
         "import oath",
+        "store init",
+        "store migrate",
     ] {
         assert!(
             page.contains(&format!("mfa\\-enroll {command}")),
@@ -1078,7 +1080,7 @@ fn the_new_commands_refuse_to_run_without_root() {
     std::fs::copy(BIN, &bin).unwrap();
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let ga = fixture_arg("ga-totp");
-    let commands: [&[&str]; 10] = [
+    let commands: [&[&str]; 12] = [
         &["list"],
         &["devices", "--user", "nobody"],
         &["remove-device", "--user", "nobody", "--device", "x"],
@@ -1096,6 +1098,8 @@ fn the_new_commands_refuse_to_run_without_root() {
             &ga,
         ],
         &["import", "oath", "--usersfile", &ga],
+        &["store", "init"],
+        &["store", "migrate", "--apply"],
     ];
     for args in commands {
         let out = Command::new("setpriv")
