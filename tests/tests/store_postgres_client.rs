@@ -10,13 +10,15 @@ use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mfa_core::fsutil::FileTrust;
 use mfa_core::store::postgres::{grants, Client, PgError, Row, Settings, TABLE};
 use pam_mfa_e2e::postgres::{BlackHole, Postgres};
 
-const TIMEOUT: Duration = Duration::from_millis(3000);
+const TIMEOUT: Duration = Duration::from_secs(3);
 /// Generous room above the deadline for a loaded test machine: the bounds
 /// below say "fails at the deadline, not long after", not how fast.
 const MARGIN: Duration = Duration::from_secs(2);
@@ -361,12 +363,23 @@ fn thread_probe() {
     let Ok(conninfo) = std::env::var("PAM_MFA_PG_PROBE") else {
         return;
     };
+    // A sampler watches the count while the operations run; it exists
+    // before the first count, so it is part of every figure.
+    let stop = Arc::new(AtomicBool::new(false));
+    let most = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let (stop, most) = (Arc::clone(&stop), Arc::clone(&most));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                most.fetch_max(threads(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
     let before = threads();
     let c = client(&conninfo);
-    // One login: a read, then an update on the same connection. The thread
-    // count is taken while the connection is up.
+    // Logins: a read, then an update on the same connection.
     let _ = c.create("probe", &row(1, b"x"), "probe").expect("create");
-    let during = threads();
     let runs = 50;
     let start = Instant::now();
     let mut version = c.read("probe").expect("read").expect("a row").version;
@@ -387,8 +400,11 @@ fn thread_probe() {
         c.read("probe").expect("read").expect("row").version,
         version
     );
+    let during = most.load(Ordering::Relaxed);
     drop(c);
     let after = threads();
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().expect("sampler");
     println!("threads before={before} during={during} after={after}");
     println!("read+replace on loopback: {} us", per_login.as_micros());
 }

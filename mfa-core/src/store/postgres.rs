@@ -1564,7 +1564,7 @@ impl ServerCertVerifier for Unverified {
 mod tests {
     use super::*;
 
-    const T: Duration = Duration::from_millis(3000);
+    const T: Duration = Duration::from_secs(3);
 
     fn parse(s: &str) -> Result<Settings, PgError> {
         Settings::parse(s, T)
