@@ -102,9 +102,10 @@ fn init_text(
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "-- The table {TABLE} is ready in database {db} on {} (created if it was\n\
-         -- missing; rows already there are untouched). Run the statements below as the\n\
-         -- table's owner, for example by piping this output into psql.",
+        "-- The table {TABLE} is ready in database {db} on {}\n\
+         -- (created if it was missing; rows already there are untouched).\n\
+         -- Run the statements below as the table's owner, for example by piping\n\
+         -- this output into psql.",
         escape(&settings.describe())
     );
     let _ = writeln!(
@@ -232,13 +233,16 @@ fn migrate_text(report: &Report, from: &str, to: &str) -> String {
         }
     }
     let there = report.count(|o| matches!(o, Outcome::AlreadyShared));
-    let there = if there == 0 {
-        String::new()
-    } else {
-        format!(
-            "; {} already in the shared store and left alone",
-            plural(there, "record was", "records were")
-        )
+    let there = match (there, report.applied) {
+        (0, _) => String::new(),
+        (n, true) => format!(
+            "; {} already in the shared store (left alone, never overwritten)",
+            plural(n, "record was", "records were")
+        ),
+        (n, false) => format!(
+            "; {} already in the shared store (would be left alone)",
+            plural(n, "record is", "records are")
+        ),
     };
     s.push('\n');
     if report.applied {
@@ -258,7 +262,7 @@ fn migrate_text(report: &Report, from: &str, to: &str) -> String {
         let _ = writeln!(
             s,
             "Dry run, nothing was written: {} would be copied{there}.\n\
-             Run `mfa-enroll store migrate --apply` to copy them; the local records stay in place.",
+             Run `mfa-enroll store migrate --apply` to copy; the local records stay in place.",
             plural(
                 report.count(|o| matches!(o, Outcome::WouldCopy)),
                 "record",
