@@ -874,7 +874,7 @@ impl Client {
         let settings = &self.settings;
         let conn_slot = &mut state.conn;
         let result = rt.block_on(async {
-            let deadline = Instant::now() + settings.timeout;
+            let deadline = after(settings.timeout);
             let timed_out = |connected| PgError::Timeout {
                 servers: settings.describe(),
                 timeout: settings.timeout,
@@ -942,6 +942,14 @@ impl Drop for Client {
     }
 }
 
+/// The instant `d` from now; an absurd `d` (a configuration typo) means a
+/// year rather than an overflow panic.
+fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400))
+}
+
 fn unexpected_response() -> PgError {
     PgError::Local("internal error: mismatched store response".to_string())
 }
@@ -986,7 +994,7 @@ async fn connect(settings: &Settings, deadline: Instant) -> Result<Conn, PgError
                 });
             let attempt = config.connect(tls.clone());
             let outcome = if let Some(t) = settings.connect_timeout {
-                let until = deadline.min(Instant::now() + t);
+                let until = deadline.min(after(t));
                 if let Ok(r) = tokio::time::timeout_at(until, attempt).await {
                     r
                 } else {
@@ -1716,6 +1724,31 @@ mod tests {
         assert!(
             problem(&format!("host=db1 connect_timeout=soon {TAIL}")).contains("connect_timeout")
         );
+    }
+
+    #[test]
+    fn a_client_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Client>();
+        shared::<Settings>();
+        shared::<PgError>();
+    }
+
+    #[test]
+    fn an_absurd_connect_timeout_is_no_overflow() {
+        let s = parse(&format!(
+            "host=127.0.0.1 port=1 connect_timeout=18446744073709551615 sslmode=disable {TAIL}"
+        ))
+        .unwrap();
+        let err = Client::new(s).names().unwrap_err();
+        assert!(matches!(err, PgError::Connect { .. }), "{err:?}");
+        let s = Settings::parse(
+            &format!("host=127.0.0.1 port=1 sslmode=disable {TAIL}"),
+            Duration::MAX,
+        )
+        .unwrap();
+        let err = Client::new(s).names().unwrap_err();
+        assert!(matches!(err, PgError::Connect { .. }), "{err:?}");
     }
 
     #[test]
