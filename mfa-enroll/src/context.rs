@@ -153,15 +153,30 @@ pub(crate) fn resolve(target: &Target) -> Result<Who, CliError> {
 }
 
 /// As [`resolve`], except that with the shared store `--user NAME` may name
-/// someone with no account on this host: the record is the row of that
-/// name (`list` shows such rows), and an administrator must be able to see,
-/// unlock and remove it from any host.
-pub(crate) fn resolve_in(store: &Store, target: &Target) -> Result<Who, CliError> {
+/// someone with no account on this host whose row is there (`list` shows
+/// such rows): an administrator must be able to see, unlock and remove it
+/// from any host. A name with neither an account nor a row is still an
+/// unknown user, so that a typo reads as one.
+pub(crate) fn resolve_in(
+    store: &Store,
+    keys: &MasterKey,
+    target: &Target,
+) -> Result<Who, CliError> {
     match (resolve(target), &target.user) {
-        (Err(CliError::UnknownUser(_)), Some(name)) if store.is_shared() => Ok(Who {
-            uid: NO_UID,
-            name: Some(name.clone()),
-        }),
+        (Err(CliError::UnknownUser(_)), Some(name)) if store.is_shared() => {
+            let elsewhere = Who {
+                uid: NO_UID,
+                name: Some(name.clone()),
+            };
+            match store.read(elsewhere.owner(), keys) {
+                Ok(snapshot) if snapshot.record().is_none() => {
+                    Err(CliError::UnknownUser(name.clone()))
+                }
+                // A row that does not open is there all the same.
+                Ok(_) | Err(StoreError::Row { .. }) => Ok(elsewhere),
+                Err(e) => Err(CliError::Store(e)),
+            }
+        }
         (resolved, _) => resolved,
     }
 }

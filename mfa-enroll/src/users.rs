@@ -36,7 +36,7 @@ fn read_status(
         keys,
         store,
     } = Admin::open(command, config_path)?;
-    let who = resolve_in(&store, target)?;
+    let who = resolve_in(&store, &keys, target)?;
     let state = open_user(&store, &who, &keys)?;
     let status = admin::status(&state, &config, SystemClock.now());
     drop(state);
@@ -59,7 +59,7 @@ pub fn status(config_path: &Path, args: &StatusArgs, out: &mut impl Write) -> Re
 /// `reset`: deletes a user's record, readable or not.
 pub fn reset(config_path: &Path, target: &Target, out: &mut impl Write) -> Result<(), CliError> {
     let Admin { keys, store, .. } = Admin::open("reset", config_path)?;
-    let who = resolve_in(&store, target)?;
+    let who = resolve_in(&store, &keys, target)?;
     let text = match admin::reset(&store, who.owner(), &keys)? {
         Reset::Removed => {
             log(&render::reset_event(&who, None));
@@ -85,7 +85,7 @@ pub fn unlock(config_path: &Path, target: &Target, out: &mut impl Write) -> Resu
         keys,
         store,
     } = Admin::open("unlock", config_path)?;
-    let who = resolve_in(&store, target)?;
+    let who = resolve_in(&store, &keys, target)?;
     let unlocked = {
         let mut state = open_user(&store, &who, &keys)?;
         admin::unlock(&mut state, &config, &keys)?
@@ -330,7 +330,7 @@ pub fn remove_device(
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     let Admin { keys, store, .. } = Admin::open("remove-device", config_path)?;
-    let who = resolve_in(&store, &args.target)?;
+    let who = resolve_in(&store, &keys, &args.target)?;
     let removal = {
         let mut state = open_user(&store, &who, &keys)?;
         admin::remove_device(&mut state, &keys, &args.device, args.force)?
@@ -373,7 +373,7 @@ pub fn recovery_codes(
         keys,
         store,
     } = Admin::open("recovery-codes", config_path)?;
-    let who = resolve_in(&store, target)?;
+    let who = resolve_in(&store, &keys, target)?;
     if !args.regenerate {
         let state = open_user(&store, &who, &keys)?;
         let left = state

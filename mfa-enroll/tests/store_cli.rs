@@ -511,6 +511,73 @@ fn a_row_whose_name_has_no_account_here_is_listed_by_name_and_can_be_reset() {
 }
 
 #[test]
+fn a_name_with_neither_an_account_nor_a_row_is_still_an_unknown_user() {
+    let h = PgHost::ready(Database::new());
+    let out = h.run(&["unlock", "--user", "no-such-user-anywhere"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("there is no user named `no-such-user-anywhere`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bulk_enrollment_and_import_write_rows() {
+    let h = PgHost::ready(Database::new());
+    let out = h.host.run_with_input(
+        &["enroll", "--users-from", "-", "--json"],
+        b"{\"user\": \"nobody\"}\n{\"uid\": 1, \"device\": \"tablet\"}\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 2);
+    assert_eq!(h.db.names(), ["daemon", "nobody"]);
+
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../mfa-core/tests/fixtures/ga-totp")
+        .display()
+        .to_string();
+    h.ok(&[
+        "import",
+        "google-authenticator",
+        "--user",
+        "bin",
+        "--file",
+        &fixture,
+        "--apply",
+    ]);
+    assert_eq!(h.db.names(), ["bin", "daemon", "nobody"]);
+    let devices = json(&h.ok(&["devices", "--user", "bin", "--json"]));
+    assert_eq!(devices["devices"][0]["name"], "google-authenticator");
+}
+
+#[test]
+fn key_rotation_migrates_and_retires_over_the_rows() {
+    let h = PgHost::ready(Database::new());
+    h.ok(&["enroll", "--user", "nobody", "--json"]);
+    h.ok(&["enroll", "--user", "daemon", "--json"]);
+    h.ok(&["key", "rotate"]);
+    let refused = h.run(&["key", "retire", "1"]);
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+    let migrated = h.ok(&["key", "migrate"]);
+    assert!(
+        stdout(&migrated).starts_with("Re-sealed 2 records under key generation 2"),
+        "{}",
+        stdout(&migrated)
+    );
+    let generations: Vec<String> =
+        h.db.sql("SELECT DISTINCT key_generation FROM pam_mfa_records;")
+            .lines()
+            .map(str::to_owned)
+            .collect();
+    assert_eq!(generations, ["2"]);
+    let list = json(&h.ok(&["key", "list", "--json"]));
+    assert_eq!(list["generations"][1]["records"], 2);
+    h.ok(&["key", "retire", "1"]);
+    h.ok(&["status", "--user", "nobody"]);
+}
+
+#[test]
 fn a_uid_without_a_name_needs_user_on_postgres() {
     let h = PgHost::ready(Database::new());
     let out = h.run(&["status", "--uid", "3999999"]);
