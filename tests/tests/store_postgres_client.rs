@@ -408,3 +408,30 @@ fn thread_probe() {
     println!("threads before={before} during={during} after={after}");
     println!("read+replace on loopback: {} us", per_login.as_micros());
 }
+
+#[test]
+fn sslmodes_check_what_libpq_checks() {
+    let pg = server();
+    ready_client(&pg);
+    let full = pg.conninfo("mfa", "pam", "secret");
+    // A name the certificate does not carry, reached by its address.
+    let renamed = full.replace("host=localhost", "host=db.example hostaddr=127.0.0.1");
+    let err = client(&renamed)
+        .read("alice")
+        .expect_err("verify-full checks the name");
+    assert!(matches!(err, PgError::Tls { .. }), "{err:?}");
+    let ca_only = renamed.replace("sslmode=verify-full", "sslmode=verify-ca");
+    assert_eq!(client(&ca_only).read("alice").expect("verify-ca"), None);
+    // require checks the chain when sslrootcert is given, as libpq does...
+    let ca = pg.ca_file().to_str().expect("UTF-8 path").to_owned();
+    let other = pg.other_ca_file().to_str().expect("UTF-8 path").to_owned();
+    let require = renamed.replace("sslmode=verify-full", "sslmode=require");
+    let err = client(&require.replace(&ca, &other))
+        .read("alice")
+        .expect_err("require with a root certificate checks the chain");
+    assert!(matches!(err, PgError::Tls { .. }), "{err:?}");
+    // ...and only encrypts without one.
+    let bare = require.replace(&format!("sslrootcert={ca}"), "");
+    assert!(!bare.contains("sslrootcert"), "{bare}");
+    assert_eq!(client(&bare).read("alice").expect("require alone"), None);
+}
