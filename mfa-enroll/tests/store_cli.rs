@@ -552,6 +552,25 @@ fn bulk_enrollment_and_import_write_rows() {
 }
 
 #[test]
+fn an_approved_self_enrollment_becomes_the_row_of_the_login_name() {
+    let h = PgHost::ready(Database::new());
+    h.host.make_spool();
+    let (_, done) =
+        h.host
+            .user_enrolls(&["enroll", "--device", "phone"], "phone", common::oathtool);
+    assert_eq!(done.status.code(), Some(0), "{}", stderr(&done));
+    let out = h.ok(&["approve", "--uid", "65534", "--yes"]);
+    assert!(
+        stdout(&out).contains("Approved: device \"phone\" of nobody (uid 65534)"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(h.db.names(), ["nobody"]);
+    let devices = json(&h.ok(&["devices", "--user", "nobody", "--json"]));
+    assert_eq!(devices["devices"][0]["name"], "phone");
+}
+
+#[test]
 fn key_rotation_migrates_and_retires_over_the_rows() {
     let h = PgHost::ready(Database::new());
     h.ok(&["enroll", "--user", "nobody", "--json"]);
