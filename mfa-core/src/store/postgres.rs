@@ -25,6 +25,14 @@
 //! given, `disable` is plain text. `prefer` and `allow`, which fall back to
 //! plain text without a word, are refused; a missing `sslmode` means
 //! `verify-full` (libpq's default is `prefer`).
+//!
+//! Several servers (`host=db1,db2 port=5432,5433
+//! target_session_attrs=read-write`) are tried in order, each address of a
+//! name in turn, as libpq does. A server that is down refuses at once and
+//! the next is tried; one that cannot be reached at all (packets dropped)
+//! holds the attempt until `connect_timeout` (libpq's, in seconds, at least
+//! 2), or without it until the deadline: name the likely primary first, and
+//! keep `timeout_ms` above `connect_timeout` when hosts can vanish.
 
 use std::collections::HashMap;
 use std::fmt;
