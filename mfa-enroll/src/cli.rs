@@ -34,8 +34,9 @@ written to the audit log (syslog, facility authpriv, ident mfa-enroll).";
                   Run as root, it administers everyone: create, rotate and retire the master \
                   key, give a user a device and recovery codes, list users and devices, show a \
                   user's state, clear a lockout, delete a record, approve a self-service \
-                  enrollment, take over secrets from google-authenticator and pam_oath, and \
-                  check the host's setup (doctor).",
+                  enrollment, take over secrets from google-authenticator and pam_oath, \
+                  check the host's setup (doctor), and set up the PostgreSQL store that a fleet \
+                  of hosts shares.",
     after_long_help = EXIT_STATUS_HELP
 )]
 pub struct Cli {

@@ -179,6 +179,16 @@ pub fn migrate(
     if !shared.is_shared() || local.is_shared() {
         return Err(MigrateError::NotShared);
     }
+    // A host that never had a local record may have no state directory.
+    if matches!(
+        std::fs::symlink_metadata(local.dir()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound
+    ) {
+        return Ok(Report {
+            applied: apply,
+            entries: Vec::new(),
+        });
+    }
     let owners = local.owners().map_err(MigrateError::Local)?;
     let mut entries = Vec::with_capacity(owners.len());
     let mut answered = false;
@@ -566,6 +576,22 @@ mod tests {
         let err = migrate(&w.local, &w.local, &w.keys, false).unwrap_err();
         assert!(matches!(err, MigrateError::NotShared));
         assert!(err.to_string().contains("backend = \"postgres\""));
+    }
+
+    #[test]
+    fn a_missing_state_directory_is_an_empty_report() {
+        let w = World::new();
+        std::fs::remove_dir(&w.state_dir).unwrap();
+        let report = w.run(false);
+        assert!(report.entries.is_empty());
+    }
+
+    #[test]
+    fn an_unsafe_state_directory_fails_the_run() {
+        let w = World::new();
+        std::fs::set_permissions(&w.state_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = migrate(&w.local, &w.shared, &w.keys, false).unwrap_err();
+        assert!(matches!(err, MigrateError::Local(StoreError::Directory(_))));
     }
 
     #[test]
