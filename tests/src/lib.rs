@@ -32,6 +32,7 @@ pub mod codes;
 pub mod converse;
 pub mod docs;
 pub mod enroll;
+pub mod fleet;
 pub mod libpam;
 pub mod namespace;
 pub mod native;
