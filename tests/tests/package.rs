@@ -107,7 +107,7 @@ fn debootstrap_tarball(sb: &Sandbox, cache: &Path) -> PathBuf {
     static DOWNLOAD: Mutex<()> = Mutex::new(());
     let _one_at_a_time = DOWNLOAD
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let tarball = cache.join(format!(
         "debootstrap-{SUITE}-minbase-{}.tgz",
         INCLUDE.replace(',', "-")
