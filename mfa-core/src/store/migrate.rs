@@ -168,8 +168,9 @@ impl std::error::Error for MigrateError {}
 /// # Errors
 /// [`MigrateError::NotShared`] if `shared` is not a shared store;
 /// [`MigrateError::Local`] if the state directory cannot be listed;
-/// [`MigrateError::Shared`] if the shared store fails before it has
-/// answered for any record (then nothing was written).
+/// [`MigrateError::Shared`] if reading the shared store fails before any
+/// record was settled (then nothing was written). A write that fails is
+/// reported for its record, since it may have reached the server.
 pub fn migrate(
     local: &Store,
     shared: &Store,
@@ -191,7 +192,9 @@ pub fn migrate(
     }
     let owners = local.owners().map_err(MigrateError::Local)?;
     let mut entries = Vec::with_capacity(owners.len());
-    let mut answered = false;
+    // The run fails as a whole only if the server failed before anything
+    // was written or settled; after that, each record reports for itself.
+    let mut clean = true;
     let mut stopped = false;
     for owner in owners {
         if stopped {
@@ -201,17 +204,21 @@ pub fn migrate(
             });
             continue;
         }
-        let Some(outcome) = migrate_one(local, shared, &owner, keys, apply) else {
+        let Some(step) = migrate_one(local, shared, &owner, keys, apply) else {
             // The local record went between listing and opening.
             continue;
         };
-        match outcome {
-            Outcome::Failed(e @ StoreError::Unavailable(_)) if !answered => {
+        let outcome = match step {
+            Step::ReadFailed(e @ StoreError::Unavailable(_)) if clean => {
                 return Err(MigrateError::Shared(e));
             }
+            Step::ReadFailed(e) => Outcome::Failed(e),
+            Step::Done(outcome) => outcome,
+        };
+        match &outcome {
             Outcome::Failed(StoreError::Unavailable(_)) => stopped = true,
             Outcome::NoName | Outcome::Unreadable(_) => {}
-            _ => answered = true,
+            _ => clean = false,
         }
         entries.push(Entry { owner, outcome });
     }
@@ -221,6 +228,15 @@ pub fn migrate(
     })
 }
 
+/// How far one record got.
+enum Step {
+    /// Reading the shared store failed: nothing was written for it.
+    ReadFailed(StoreError),
+    /// Anything else, including a failed write (which may or may not have
+    /// reached the server).
+    Done(Outcome),
+}
+
 /// One local record: `None` if it is gone.
 fn migrate_one(
     local: &Store,
@@ -228,30 +244,30 @@ fn migrate_one(
     owner: &Owner,
     keys: &MasterKey,
     apply: bool,
-) -> Option<Outcome> {
+) -> Option<Step> {
     let (Some(uid), Some(name)) = (owner.uid(), owner.name()) else {
-        return Some(Outcome::NoName);
+        return Some(Step::Done(Outcome::NoName));
     };
     let record = match local.open_user(uid, keys) {
         Ok(state) => state.record().cloned()?,
-        Err(e) => return Some(Outcome::Unreadable(e)),
+        Err(e) => return Some(Step::Done(Outcome::Unreadable(e))),
     };
     let mut state = match shared.open_user(Owner::new(uid, name), keys) {
         Ok(state) => state,
-        Err(e) => return Some(Outcome::Failed(e)),
+        Err(e) => return Some(Step::ReadFailed(e)),
     };
     if state.record().is_some() {
-        return Some(Outcome::AlreadyShared);
+        return Some(Step::Done(Outcome::AlreadyShared));
     }
     if !apply {
-        return Some(Outcome::WouldCopy);
+        return Some(Step::Done(Outcome::WouldCopy));
     }
-    Some(match state.commit(&record, keys) {
+    Some(Step::Done(match state.commit(&record, keys) {
         Ok(_) => Outcome::Copied,
         // The row appeared after it was read: another host got there first.
         Err(StoreError::Conflict { .. }) => Outcome::AlreadyShared,
         Err(e) => Outcome::Failed(e),
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -282,6 +298,8 @@ mod tests {
         inserts: usize,
         /// Reads that still succeed before the server goes down.
         reads_left: Option<usize>,
+        /// Inserts are refused, as for a role without INSERT.
+        no_insert: bool,
     }
 
     #[derive(Clone, Default)]
@@ -329,6 +347,9 @@ mod tests {
             let mut t = self.0.lock().unwrap();
             if t.down {
                 return Err(down());
+            }
+            if t.no_insert {
+                return Err("PostgreSQL store: statement failed: permission denied".into());
             }
             if let Some((raced, row)) = t.raced.take() {
                 t.rows.insert(raced, row);
@@ -568,6 +589,25 @@ mod tests {
             report.entries[1].outcome.error(),
             Some(StoreError::Unavailable(_))
         ));
+    }
+
+    #[test]
+    fn a_refused_write_is_reported_for_its_record_and_stops_the_run() {
+        let w = World::new();
+        w.enroll_locally(ROOT_UID, "root");
+        w.enroll_locally(NOBODY_UID, "nobody");
+        w.table.0.lock().unwrap().no_insert = true;
+        // The write may or may not have reached the server: the run cannot
+        // say "nothing was written", so it reports the record instead.
+        let report = w.run(true);
+        assert_eq!(
+            outcomes(&report),
+            [(ROOT_UID, "failed"), (NOBODY_UID, "not-tried")]
+        );
+        assert!(report.entries[0]
+            .outcome
+            .to_string()
+            .contains("permission denied"));
     }
 
     #[test]
