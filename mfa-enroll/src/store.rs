@@ -168,11 +168,17 @@ pub fn migrate(
     let unsettled = report.count(|o| !o.is_settled());
     if unsettled > 0 {
         return Err(CliError::Incomplete {
-            summary: format!(
-                "{} {} not copied",
-                plural(unsettled, "record", "records"),
-                if report.applied { "were" } else { "would be" }
-            ),
+            summary: if report.applied {
+                format!(
+                    "{} not copied",
+                    plural(unsettled, "record was", "records were")
+                )
+            } else {
+                format!(
+                    "{} would not be copied",
+                    plural(unsettled, "record", "records")
+                )
+            },
             code: EXIT_FAILED,
         });
     }

@@ -403,6 +403,34 @@ fn store_migrate_copies_local_records_once_and_never_overwrites_a_row() {
 }
 
 #[test]
+fn store_migrate_as_a_role_without_insert_reports_the_record_and_exits_1() {
+    let h = PgHost::on_files(Database::new());
+    h.ok(&["enroll", "--user", "nobody", "--json"]);
+    let owner = h.db.owner();
+    h.use_postgres(&owner);
+    let host_role = h.db.role("host");
+    let grants = h.ok(&["store", "init", "--host-role", &host_role]);
+    psql(&h.db.conninfo(&owner), &stdout(&grants)).assert_success();
+    write_private(&h.connection_file(), &h.db.conninfo(&host_role));
+
+    let dry = h.ok(&["store", "migrate"]);
+    assert!(stdout(&dry).contains("would copy"), "{}", stdout(&dry));
+    let out = h.run(&["store", "migrate", "--apply"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("permission denied"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("1 record was not copied"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(h.db.names().is_empty());
+}
+
+#[test]
 fn the_store_commands_need_the_postgres_backend() {
     let h = PgHost::on_files(Database::new());
     for args in [&["store", "init"][..], &["store", "migrate"][..]] {
