@@ -40,6 +40,28 @@ pub fn fail_delay(pamh: &mut PamHandle, millis: u32) {
     }
 }
 
+// The resolver of the PostgreSQL store (hickory) ages its name-server
+// statistics with `f64::exp` and `powf`, which the C library keeps in
+// libm.so, a library neither sshd nor sudo loads: every login would load and
+// relocate it (see the NEEDED test in tests/tests/module_return_codes.rs).
+// These two definitions, from the `libm` crate (a port of musl's), satisfy
+// the references inside the module instead, so libm.so is never needed.
+// They appear in the module's dynamic symbol table (stable Rust cannot hide
+// a `no_mangle` function), but libpam loads modules RTLD_LOCAL, so they
+// never stand in for the C library's in the application or other modules.
+
+/// `exp` for the code linked into this module.
+#[no_mangle]
+extern "C" fn exp(x: f64) -> f64 {
+    libm::exp(x)
+}
+
+/// `pow` for the code linked into this module.
+#[no_mangle]
+extern "C" fn pow(x: f64, y: f64) -> f64 {
+    libm::pow(x, y)
+}
+
 /// The name a device verified in authenticate waits under for the account
 /// phase.
 const PENDING: &str = "pam_mfa_pending_device";
