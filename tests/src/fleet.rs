@@ -1,34 +1,35 @@
 //! A fleet of hosts sharing one enrollment in `PostgreSQL`: one real
 //! server ([`Postgres`]) with a database owned by an administrator's role,
-//! a login role for the hosts, and N sandboxes ("hosts"), each with its
+//! login roles for the hosts, and N sandboxes ("hosts"), each with its
 //! own pam.d, config file, state directories and syslog sink, its own
 //! connection file (root, 0600) and the same master key.
 //!
 //! Host 0 is the administrator's: its role ([`ENROLL_ROLE`]) may insert
 //! and delete rows, so `mfa-enroll enroll` works there; the others log in
-//! as [`HOST_ROLE`], which may only read and update.
-//!
-//! What needs mfa-core is left to the test, which has it as a
-//! dev-dependency: creating the table (`Client::init_schema` as
-//! [`Fleet::owner_conninfo`]), the roles' privileges (what
-//! `grants(ENROLL_ROLE, true)` and `grants(HOST_ROLE, false)` print, run
-//! with [`Fleet::grant`]) and the master key of the first host
-//! (`admin::init_key`), which [`Fleet::share_key`] then copies to the
-//! others.
+//! as [`HOST_ROLE`], which may only read and update. The fleet is set up
+//! as an administrator would, with the workspace's `mfa-enroll` on host 0:
+//! `key init` (the key then copied to every host), and `store init` with
+//! the database owner's connection file, whose GRANTs are run as printed.
 //!
 //! ```no_run
 //! use pam_mfa_e2e::fleet::Fleet;
+//! use pam_mfa_e2e::Tools;
 //!
-//! let fleet = Fleet::start(&pam_mfa_e2e::tools!(), 2, "[throttle]\nfail_delay_ms = 0\n");
-//! // ... make host 0's key, the table and the grants, then:
-//! fleet.share_key(0);
+//! // In tests/*.rs: `Fleet::start(&pam_mfa_e2e::tools!(), ..)`.
+//! let tools = Tools::new("target/debug/pam-converse", "target/debug/pam-sandbox");
+//! let fleet = Fleet::start(&tools, 2, "[throttle]\nfail_delay_ms = 0\n");
+//! for host in fleet.hosts() {
+//!     host.service("mfa", &host.pam_mfa_line("auth required", ""));
+//! }
 //! ```
 
 use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use crate::enroll::MfaEnroll;
 use crate::postgres::Postgres;
 use crate::sandbox::{write_file, Sandbox, Tools};
 
@@ -53,6 +54,8 @@ pub const DEFAULT_TIMEOUT_MS: u32 = 3000;
 
 /// A host's connection file, relative to its sandbox.
 const CONNECTION_FILE: &str = "etc/pam_mfa-postgres.conf";
+/// The database owner's connection file on host 0, for `store init`.
+const OWNER_CONNECTION_FILE: &str = "etc/pam_mfa-postgres-owner.conf";
 
 /// A `PostgreSQL` server and the hosts that share it. Dropping it removes
 /// the hosts' sandboxes, then stops the servers.
@@ -74,7 +77,9 @@ impl Fleet {
     /// `hosts` sandboxes whose config is `settings` (TOML without `[store]`
     /// or `[paths]`) with `backend = "postgres"` and
     /// [`DEFAULT_TIMEOUT_MS`]. Host 0 reaches the server as [`ENROLL_ROLE`],
-    /// the others as [`HOST_ROLE`], all with `sslmode=verify-full`.
+    /// the others as [`HOST_ROLE`], all with `sslmode=verify-full`. Then
+    /// `mfa-enroll key init` and `store init` on host 0 (see the module's
+    /// documentation): the fleet is ready for enrollments and logins.
     pub fn start(tools: &Tools, hosts: usize, settings: &str) -> Fleet {
         assert!(hosts > 0, "a fleet has at least one host");
         let primary = Postgres::start();
@@ -91,7 +96,35 @@ impl Fleet {
             fleet.write_connection(host, &fleet.conninfo(host));
             fleet.configure(host, settings, DEFAULT_TIMEOUT_MS);
         }
+        let admin = MfaEnroll::new(fleet.host(0));
+        admin.key_init();
+        fleet.share_key(0);
+        let owner_file = fleet.host(0).path(OWNER_CONNECTION_FILE);
+        write_file(&owner_file, &format!("{}\n", fleet.owner_conninfo()), 0o600);
+        let init = admin.run(&[
+            "store",
+            "init",
+            "--connection-file",
+            owner_file.to_str().expect("sandbox paths are UTF-8"),
+            "--host-role",
+            HOST_ROLE,
+            "--enroll-role",
+            ENROLL_ROLE,
+        ]);
+        init.assert_success();
+        fleet.grant(&init.stdout);
         fleet
+    }
+
+    /// Kills the hosts' commands (a `sshd`, say) after `deadline` instead
+    /// of the sandbox's default.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Duration) -> Fleet {
+        self.hosts = std::mem::take(&mut self.hosts)
+            .into_iter()
+            .map(|h| h.with_deadline(deadline))
+            .collect();
+        self
     }
 
     /// Host `n`'s sandbox.
@@ -133,7 +166,7 @@ impl Fleet {
     }
 
     /// Runs `sql` as the superuser in [`DATABASE`] on the primary, e.g. the
-    /// statements `grants(HOST_ROLE, ..)` prints.
+    /// GRANT statements `mfa-enroll store init` prints.
     pub fn grant(&self, sql: &str) {
         self.primary.sql_in(DATABASE, sql);
     }

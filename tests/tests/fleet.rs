@@ -20,9 +20,9 @@ use common::{
 };
 use mfa_core::admin::{self, UserStatus};
 use mfa_core::record::Record;
-use mfa_core::store::postgres::{grants, Client, Settings};
+use mfa_core::store::postgres::{Client, Settings};
 use mfa_core::store::{Owner, Store};
-use pam_mfa_e2e::fleet::{Fleet, ENROLL_ROLE, HOST_PASSWORD, HOST_ROLE};
+use pam_mfa_e2e::fleet::{Fleet, HOST_PASSWORD};
 use pam_mfa_e2e::postgres::BlackHole;
 use pam_mfa_e2e::{
     tools, unix_now, Converse, MfaEnroll, Op, PamCode, Sandbox, TestUser, Transcript,
@@ -35,24 +35,11 @@ const FAST: &str = "[throttle]\nfail_delay_ms = 0\n";
 /// user's status): generous, it is not under test.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A fleet of `hosts` with `settings`, ready for logins: the table made by
-/// mfa-core as the database owner, the roles granted what `grants` prints
-/// (host 0's role may enroll; the others' may read and update only), and
-/// the first host's master key on every host.
+/// A fleet of `hosts` with `settings`, set up with `mfa-enroll` on host 0
+/// (`key init`, `store init`): host 0's role may enroll, the others' may
+/// read and update only.
 fn fleet(hosts: usize, settings: &str) -> Fleet {
-    let fleet = Fleet::start(&tools!(), hosts, settings);
-    prepare(&fleet);
-    fleet
-}
-
-fn prepare(fleet: &Fleet) {
-    admin_client(fleet)
-        .init_schema()
-        .expect("the database owner creates the table");
-    fleet.grant(&grants(ENROLL_ROLE, true));
-    fleet.grant(&grants(HOST_ROLE, false));
-    common::init_key(fleet.host(0));
-    fleet.share_key(0);
+    Fleet::start(&tools!(), hosts, settings)
 }
 
 fn admin_client(fleet: &Fleet) -> Client {
