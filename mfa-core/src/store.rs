@@ -636,10 +636,36 @@ impl Store {
         record: &Record,
         keys: &MasterKey,
     ) -> Result<Result<(), Snapshot>, StoreError> {
-        let mut state = self.open_user(snapshot.owner.clone(), keys)?;
-        if state.version() != snapshot.version {
-            return Ok(Err(state.snapshot()));
-        }
+        let owner = &snapshot.owner;
+        let mut state = match &self.backend {
+            // Under the user's lock: read the file again and compare.
+            Backend::Files(f) => {
+                let state = UserState {
+                    owner: owner.clone(),
+                    inner: Inner::Files(f.open_user(files_key(owner)?, keys)?),
+                };
+                if state.version() != snapshot.version {
+                    return Ok(Err(state.snapshot()));
+                }
+                state
+            }
+            // The server compares: one version-checked statement, and a
+            // read only when it finds the row changed.
+            Backend::Rows(r) => {
+                let version = match snapshot.version {
+                    Version::Row(v) => Some(v),
+                    _ => None,
+                };
+                UserState {
+                    owner: owner.clone(),
+                    inner: Inner::Rows(r.at_version(
+                        rows_key(owner)?,
+                        version,
+                        snapshot.record.clone(),
+                    )),
+                }
+            }
+        };
         match state.commit(record, keys) {
             Ok(_) => Ok(Ok(())),
             Err(StoreError::Conflict { .. }) => Ok(Err(self.read(snapshot.owner.clone(), keys)?)),

@@ -158,6 +158,24 @@ impl RowStore {
         Ok(state)
     }
 
+    /// `name`'s state as a snapshot saw it, without reading again: the
+    /// write that follows compares the version on the server.
+    pub(crate) fn at_version(
+        &self,
+        name: String,
+        version: Option<i64>,
+        record: Option<Record>,
+    ) -> RowState<'_> {
+        RowState {
+            store: self,
+            name,
+            version,
+            generations: Vec::new(),
+            record,
+            poisoned: false,
+        }
+    }
+
     /// Deletes `name`'s row whatever it holds.
     pub(crate) fn remove(&self, name: &str) -> Result<(), StoreError> {
         self.client.delete(name, None).map_err(unavailable)?;
