@@ -73,13 +73,14 @@ fn toml_string(path: &Path) -> String {
 
 impl Fleet {
     /// Starts a server with [`DATABASE`] owned by [`OWNER_ROLE`], the login
-    /// roles [`ENROLL_ROLE`] and [`HOST_ROLE`] (no privileges yet), and
+    /// roles [`ENROLL_ROLE`] and [`HOST_ROLE`], and
     /// `hosts` sandboxes whose config is `settings` (TOML without `[store]`
     /// or `[paths]`) with `backend = "postgres"` and
     /// [`DEFAULT_TIMEOUT_MS`]. Host 0 reaches the server as [`ENROLL_ROLE`],
     /// the others as [`HOST_ROLE`], all with `sslmode=verify-full`. Then
-    /// `mfa-enroll key init` and `store init` on host 0 (see the module's
-    /// documentation): the fleet is ready for enrollments and logins.
+    /// `mfa-enroll key init` and `store init` on host 0, which makes the
+    /// table and prints the roles' GRANTs (see the module's documentation):
+    /// the fleet is ready for enrollments and logins.
     pub fn start(tools: &Tools, hosts: usize, settings: &str) -> Fleet {
         assert!(hosts > 0, "a fleet has at least one host");
         let primary = Postgres::start();

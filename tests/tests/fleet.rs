@@ -501,6 +501,36 @@ fn under_skip_a_user_the_store_cannot_read_is_not_let_through() {
     );
 }
 
+#[test]
+fn a_server_that_stops_while_the_user_types_refuses_the_login_and_uses_no_code() {
+    let (fleet, user, secret) = failure_fleet("flmid");
+    let code = code_now(&secret);
+    let b = fleet.host(1);
+    // The row was read before the prompt; the server goes before the
+    // answer, so the update that would use the code cannot be made.
+    let t = b.converse(Converse::new("mfa", user.name()).answer_with(|_| {
+        fleet.primary().stop();
+        Some(code.clone())
+    }));
+    t.assert_rc(Op::Authenticate, PamCode::AUTHINFO_UNAVAIL)
+        .assert_prompts(&[CODE_PROMPT]);
+    expect_event(&t, "store_failure", &[("user", user.name())]);
+    for event in ["auth_success", "auth_failure", "auth_replay"] {
+        common::assert_no_event(&t, event);
+    }
+
+    fleet.primary().start_again();
+    let s = status(&fleet, &user);
+    assert_eq!(s.failures, 0, "nothing was counted");
+    assert!(
+        s.devices.iter().all(|d| d.last_used_step.is_none()),
+        "no code was used: {s:?}"
+    );
+    let t = login(b, &user, &code);
+    t.assert_rc(Op::Authenticate, PamCode::SUCCESS);
+    expect_event(&t, "auth_success", &[("user", user.name())]);
+}
+
 // ---------------------------------------------------------------------------
 // Failover
 
