@@ -4,12 +4,15 @@
 //! ```text
 //! pam-mfa-bench run [--users 100,1000,10000,100000] [--sample 200]
 //!                   [--work DIR] [--out DIR] [--module PATH] [--floor-reps N]
-//!                   [--load-reps N]
+//!                   [--load-reps N] [--no-postgres]
 //! pam-mfa-bench report [--out DIR]
 //! pam-mfa-bench profile [--work DIR] [--module-under-test mfa|ga|oath]
 //!                       [--users N] [--wrong] -- WRAPPER [ARG]...
 //! pam-mfa-bench config-load [--config PATH] [--reps N]
 //! pam-mfa-bench bulk-enroll [--users N] [--work DIR] [--mfa-enroll PATH]
+//! pam-mfa-bench postgres [--users N] [--logins N] [--rounds N]
+//!                        [--sslmode verify-full|disable|both] [--client-logins N]
+//!                        [--work DIR] [--out DIR] [--module PATH]
 //! ```
 //!
 //! `run` enrolls N synthetic users in all three modules, enters a private
@@ -30,7 +33,10 @@ mod job;
 mod load;
 mod machine;
 mod nscd;
+mod pg_floor;
+mod pg_results;
 mod population;
+mod postgres;
 mod report;
 mod results;
 mod run;
@@ -49,12 +55,15 @@ use crate::results::Module;
 const USAGE: &str = "\
 usage: pam-mfa-bench run [--users 100,1000,10000,100000] [--sample 200]
                          [--work DIR] [--out DIR] [--module PATH] [--floor-reps N]
-                         [--load-reps N]
+                         [--load-reps N] [--no-postgres]
        pam-mfa-bench report [--out DIR]
        pam-mfa-bench profile [--work DIR] [--module-under-test mfa|ga|oath]
                              [--users N] [--wrong] -- WRAPPER [ARG]...
        pam-mfa-bench config-load [--config PATH] [--reps N]
        pam-mfa-bench bulk-enroll [--users N] [--work DIR] [--mfa-enroll PATH]
+       pam-mfa-bench postgres [--users N] [--logins N] [--rounds N]
+                              [--sslmode verify-full|disable|both] [--client-logins N]
+                              [--work DIR] [--out DIR] [--module PATH]
 
 run      enrolls the users in pam_mfa, google-authenticator and pam_oath, then
          measures each module through libpam in a private mount namespace and
@@ -64,7 +73,8 @@ run      enrolls the users in pam_mfa, google-authenticator and pam_oath, then
          --module target/release/libpam_mfa.so, --floor-reps 500,
          --load-reps 1000 (loads of each module in a C program, which is
          compiled with cc). With nscd installed, pam_mfa is measured with a
-         private nscd too.
+         private nscd too. First runs `postgres` (below) with its defaults
+         and --work DIR-pg, unless --no-postgres.
 report   renders report.md and latency.png again from --out/results.json.
 profile  authenticates --users random users (default 200) of the population
          a run left in --work, in its namespace, with the worker started under
@@ -76,6 +86,16 @@ bulk-enroll  provisions --users synthetic users (default 1000) with one
          `mfa-enroll enroll --users-from FILE --json` in the benchmark's
          namespace and prints users per second (defaults: --work as for run,
          emptied first; --mfa-enroll target/release/mfa-enroll).
+postgres pam_mfa on the PostgreSQL store on loopback: a throwaway server
+         (PostgreSQL 15 from Debian, run as the postgres user), two hosts'
+         configs sharing it, one worker process each, against a libpq floor
+         (one connection, one SELECT, one UPDATE per login; compiled with cc
+         and libpq-dev) and pam_mfa on files, in the same rounds. Writes
+         postgres.json and postgres.md into --out. Defaults: --users 2000,
+         --logins 100 (per process per round), --rounds 5, --sslmode both
+         (verify-full, then disable), --client-logins 100,
+         --work /var/tmp/pam-mfa-bench-pg (emptied first), --out and
+         --module as for run.
 
 Needs root (mount namespace, files owned by root).";
 
@@ -115,6 +135,7 @@ fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<run::Options, S
         module: PathBuf::from("target/release/libpam_mfa.so"),
         floor_reps: 500,
         load_reps: 1000,
+        postgres: true,
     };
     while let Some(arg) = args.next() {
         let flag = arg.to_string_lossy().into_owned();
@@ -135,6 +156,7 @@ fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<run::Options, S
             "--module" => opts.module = value(&mut args, &flag)?.into(),
             "--floor-reps" => opts.floor_reps = number(&mut args, &flag)?,
             "--load-reps" => opts.load_reps = number(&mut args, &flag)?,
+            "--no-postgres" => opts.postgres = false,
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
@@ -204,6 +226,60 @@ fn parse_bulk_enroll(
     Ok(opts)
 }
 
+fn parse_postgres(mut args: impl Iterator<Item = OsString>) -> Result<postgres::Options, String> {
+    let mut opts = postgres::Options {
+        work: PathBuf::from("/var/tmp/pam-mfa-bench-pg"),
+        out: default_out(),
+        module: PathBuf::from("target/release/libpam_mfa.so"),
+        users: 2000,
+        logins: 100,
+        rounds: 5,
+        modes: vec![
+            pg_results::SslMode::VerifyFull,
+            pg_results::SslMode::Disable,
+        ],
+        client_logins: 100,
+    };
+    while let Some(arg) = args.next() {
+        let flag = arg.to_string_lossy().into_owned();
+        match flag.as_str() {
+            "--users" => opts.users = number(&mut args, &flag)?,
+            "--logins" => opts.logins = number(&mut args, &flag)?,
+            "--rounds" => opts.rounds = number(&mut args, &flag)?,
+            "--client-logins" => opts.client_logins = number(&mut args, &flag)?,
+            "--sslmode" => {
+                opts.modes = match text(&mut args, &flag)?.as_str() {
+                    "verify-full" => vec![pg_results::SslMode::VerifyFull],
+                    "disable" => vec![pg_results::SslMode::Disable],
+                    "both" => vec![
+                        pg_results::SslMode::VerifyFull,
+                        pg_results::SslMode::Disable,
+                    ],
+                    other => {
+                        return Err(format!(
+                            "unknown sslmode {other:?}: verify-full, disable or both"
+                        ))
+                    }
+                };
+            }
+            "--work" => opts.work = value(&mut args, &flag)?.into(),
+            "--out" => opts.out = value(&mut args, &flag)?.into(),
+            "--module" => opts.module = value(&mut args, &flag)?.into(),
+            _ => return Err(format!("unknown argument {flag:?}")),
+        }
+    }
+    if opts.logins == 0 || opts.rounds == 0 || opts.client_logins == 0 {
+        return Err("--logins, --rounds and --client-logins must be at least 1".into());
+    }
+    // The client steps reuse the floor's rows, --logins of them per copy.
+    opts.client_logins = opts.client_logins.min(opts.logins);
+    // Each round needs 2 x --logins users whose codes are fresh.
+    if (opts.users as usize) < 2 * opts.logins {
+        return Err("--users must be at least twice --logins".into());
+    }
+    Ok(opts)
+}
+
 fn dispatch(mut args: impl Iterator<Item = OsString>) -> Result<(), String> {
     match args.next().and_then(|a| a.into_string().ok()).as_deref() {
         Some("run") => run::run(&parse_run(args)?),
@@ -233,6 +309,7 @@ fn dispatch(mut args: impl Iterator<Item = OsString>) -> Result<(), String> {
             config_load::run(&config, reps)
         }
         Some("bulk-enroll") => bulk_enroll::run(&parse_bulk_enroll(args)?),
+        Some("postgres") => postgres::run(&parse_postgres(args)?),
         Some("worker") => worker::main(),
         Some("--help" | "-h") => {
             println!("{USAGE}");
@@ -269,6 +346,8 @@ mod tests {
         assert_eq!(o.sizes, [100, 1000]);
         assert_eq!(o.sample, 20);
         assert_eq!(o.load_reps, 1000);
+        assert!(o.postgres);
+        assert!(!parse_run(args(&["--no-postgres"])).unwrap().postgres);
         let o = parse_run(args(&["--load-reps", "40"])).unwrap();
         assert_eq!(o.load_reps, 40);
         assert!(parse_run(args(&["--load-reps", "0"])).is_err());
@@ -284,6 +363,16 @@ mod tests {
         assert_eq!(o.mfa_enroll, PathBuf::from("target/release/mfa-enroll"));
         assert!(parse_bulk_enroll(args(&["--users", "0"])).is_err());
         assert!(parse_bulk_enroll(args(&["--bogus"])).is_err());
+    }
+
+    #[test]
+    fn postgres_takes_a_tls_setting_and_enough_users() {
+        let o = parse_postgres(args(&["--sslmode", "disable", "--logins", "10"])).unwrap();
+        assert_eq!(o.modes, [pg_results::SslMode::Disable]);
+        assert_eq!(o.logins, 10);
+        assert!(parse_postgres(args(&["--sslmode", "prefer"])).is_err());
+        assert!(parse_postgres(args(&["--users", "100", "--logins", "60"])).is_err());
+        assert!(parse_postgres(args(&["--rounds", "0"])).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -52,22 +52,54 @@ pub struct Options {
     pub floor_reps: usize,
     /// Loads of each module in the C program.
     pub load_reps: usize,
+    /// Whether to run `pam-mfa-bench postgres` too (first, in a process of
+    /// its own), into `out`.
+    pub postgres: bool,
+}
+
+/// Runs `pam-mfa-bench postgres` with its defaults in a child process,
+/// before this process makes its namespace (the child makes its own), with
+/// its work directory beside `opts.work`.
+fn postgres_section(opts: &Options) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut work = opts.work.clone().into_os_string();
+    work.push("-pg");
+    eprintln!("pam-mfa-bench: pam_mfa on PostgreSQL (pam-mfa-bench postgres)");
+    let status = Command::new(&exe)
+        .arg("postgres")
+        .arg("--work")
+        .arg(&work)
+        .arg("--out")
+        .arg(&opts.out)
+        .arg("--module")
+        .arg(&opts.module)
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the PostgreSQL section failed ({status}); it needs postgresql and libpq-dev installed, \
+             or run with --no-postgres"
+        ))
+    }
 }
 
 /// Waits for what one run left behind (`pam_oath` rewrites megabytes per
 /// login at 100 000 users) to reach the disk, so that it does not slow the
 /// next run, whichever module that is.
-fn settle() {
+pub(crate) fn settle() {
     nix::unistd::sync();
     std::thread::sleep(Duration::from_millis(100));
 }
 
 /// A small deterministic generator for sampling users (splitmix64),
 /// seeded from the kernel.
-struct Sampler(u64);
+pub(crate) struct Sampler(u64);
 
 impl Sampler {
-    fn new() -> Result<Sampler, String> {
+    pub(crate) fn new() -> Result<Sampler, String> {
         let seed = mfa_core::random::bytes::<8>().map_err(|e| e.to_string())?;
         Ok(Sampler(u64::from_le_bytes(seed)))
     }
@@ -96,7 +128,7 @@ impl Sampler {
 /// Which time step each user last used a right code in, in one module, so
 /// that every right code the module sees is fresh for that user (the
 /// modules keep separate state, so each has its own).
-struct Freshness {
+pub(crate) struct Freshness {
     last_step: Vec<u64>,
 }
 
@@ -107,13 +139,13 @@ impl Default for Freshness {
 }
 
 impl Freshness {
-    fn grow(&mut self, users: u32) {
+    pub(crate) fn grow(&mut self, users: u32) {
         self.last_step.resize(users as usize + 1, 0);
     }
 
     /// `count` random users whose last right code is older than the
     /// current step; waits for the next step if there are too few.
-    fn pick(&self, sampler: &mut Sampler, count: usize) -> Vec<u32> {
+    pub(crate) fn pick(&self, sampler: &mut Sampler, count: usize) -> Vec<u32> {
         loop {
             let step = codes::step_of(codes::unix_now());
             let eligible: Vec<u32> = (1..self.last_step.len())
@@ -130,7 +162,7 @@ impl Freshness {
         }
     }
 
-    fn used(&mut self, users: &[u32], report: &PamReport) {
+    pub(crate) fn used(&mut self, users: &[u32], report: &PamReport) {
         for (&i, a) in users.iter().zip(&report.attempts) {
             let slot = &mut self.last_step[i as usize];
             *slot = (*slot).max(a.step);
@@ -266,7 +298,7 @@ impl World {
     }
 }
 
-fn job_users(seed: &Seed, users: &[u32]) -> Vec<JobUser> {
+pub(crate) fn job_users(seed: &Seed, users: &[u32]) -> Vec<JobUser> {
     users
         .iter()
         .map(|&i| JobUser {
@@ -304,7 +336,7 @@ fn cpu_parallelism() -> Result<f64, String> {
 }
 
 /// Two workers started at the same moment.
-fn pair<T: DeserializeOwned>(a: &Task, b: &Task) -> Result<(T, T), String> {
+pub(crate) fn pair<T: DeserializeOwned>(a: &Task, b: &Task) -> Result<(T, T), String> {
     let mut first = Worker::spawn(a, &[])?;
     let mut second = Worker::spawn(b, &[])?;
     for w in [&mut first, &mut second] {
@@ -319,16 +351,26 @@ fn pair<T: DeserializeOwned>(a: &Task, b: &Task) -> Result<(T, T), String> {
 }
 
 fn prepare(opts: &Options) -> Result<(Layout, PathBuf), String> {
+    prepare_in(&opts.work, &opts.module)
+}
+
+/// Makes the benchmark directory `work` afresh for the pam_mfa `module`:
+/// the stacks, pam_mfa's config and key, the spool. Returns the layout and
+/// the module's canonical path.
+///
+/// # Errors
+/// Not root, no module, or any I/O or key error.
+pub(crate) fn prepare_in(work: &Path, module: &Path) -> Result<(Layout, PathBuf), String> {
     if !nix::unistd::geteuid().is_root() {
         return Err("run as root: the benchmark makes a mount namespace".into());
     }
-    let module = std::fs::canonicalize(&opts.module).map_err(|e| {
+    let module = std::fs::canonicalize(module).map_err(|e| {
         format!(
             "{}: {e} (build it: cargo build --release -p pam_mfa)",
-            opts.module.display()
+            module.display()
         )
     })?;
-    let layout = Layout::create_fresh(&opts.work)?;
+    let layout = Layout::create_fresh(work)?;
     layout.write_stacks(&module)?;
     let config = Config::load(&layout.config(), FileTrust::ROOT, &[]).map_err(|e| e.to_string())?;
     admin::init_key(&config.paths, FileTrust::ROOT, codes::unix_now())
@@ -345,6 +387,9 @@ fn prepare(opts: &Options) -> Result<(Layout, PathBuf), String> {
 pub fn run(opts: &Options) -> Result<(), String> {
     let begin = Instant::now();
     let started = machine::utc_now();
+    if opts.postgres {
+        postgres_section(opts)?;
+    }
     let (layout, module) = prepare(opts)?;
     // Reads the host's /etc/passwd and /etc/group, so before they are hidden.
     let mut population = Population::new(&layout)?;
