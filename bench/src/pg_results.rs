@@ -431,7 +431,7 @@ mod tests {
     }
 
     #[test]
-    fn the_floor_and_the_module_share_the_tls_setting() {
+    fn tls_settings_are_named_as_libpq_names_them() {
         assert_eq!(SslMode::VerifyFull.word(), "verify-full");
         assert_eq!(
             serde_json::to_string(&SslMode::Disable).unwrap(),
