@@ -337,6 +337,89 @@ fn wrong_codes_on_two_hosts_add_up_to_one_lockout() {
     expect_event(&t, "auth_locked", &[("user", user.name())]);
 }
 
+/// Logins at once on each host in the parallel test.
+const THREADS: u32 = 8;
+
+/// Waits until each of `t`'s `transactions` has its audit line, then
+/// returns the run's pam_mfa lines.
+fn settled(t: &Transcript, transactions: usize) -> Vec<AuditLine> {
+    let deadline = Instant::now() + common::WAIT;
+    loop {
+        let lines = common::audit_lines(t);
+        if lines.len() >= transactions {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every transaction was logged\n{t}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn parallel_wrong_codes_on_two_hosts_are_each_counted_or_refused_never_lost() {
+    // Room for every guess below the back-off: each is evaluated.
+    let fleet = fleet(
+        2,
+        "[throttle]\nfail_delay_ms = 0\nbackoff_after = 20\nlockout_after = 100\n",
+    );
+    mfa_alone_everywhere(&fleet);
+    let user = TestUser::create("flpar");
+    let secret = enroll(&fleet, &user);
+    let wrong = wrong_code(&secret);
+    let transcripts: Vec<Transcript> = thread::scope(|s| {
+        let runs: Vec<_> = fleet
+            .hosts()
+            .iter()
+            .map(|host| {
+                let (wrong, user) = (&wrong, &user);
+                s.spawn(move || {
+                    host.converse(
+                        Converse::new("mfa", user.name())
+                            .answer(wrong)
+                            .threads(THREADS),
+                    )
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().expect("the login thread"))
+            .collect()
+    });
+    let mut counted = 0;
+    for t in &transcripts {
+        let lines = settled(t, THREADS as usize);
+        let failures = lines.iter().filter(|a| a.event == "auth_failure").count();
+        let contended: Vec<&AuditLine> = lines
+            .iter()
+            .filter(|a| a.event == "store_failure")
+            .collect();
+        assert_eq!(failures + contended.len(), lines.len(), "{t}");
+        // A guess whose failure could not be written within the attempts
+        // is refused like an unreachable store, never let through.
+        for line in &contended {
+            let reason = line.get("reason").unwrap_or_default();
+            assert!(reason.contains("attempts to commit"), "{line:?}\n{t}");
+        }
+        let mut codes = t.codes(Op::Authenticate);
+        codes.sort_by_key(|c| c.0);
+        let mut want = vec![PamCode::AUTH_ERR; failures];
+        want.extend(vec![PamCode::AUTHINFO_UNAVAIL; contended.len()]);
+        assert_eq!(codes, want, "{t}");
+        counted += failures;
+    }
+    eprintln!(
+        "{} parallel wrong codes on two hosts: {counted} counted, the rest refused as contended",
+        2 * THREADS
+    );
+    assert_eq!(
+        status(&fleet, &user).failures,
+        u32::try_from(counted).expect("a small number"),
+        "every failure logged is in the row: no update was lost"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // A store that fails refuses, within its deadline
 
