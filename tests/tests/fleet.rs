@@ -631,6 +631,11 @@ fn after_a_failover_to_the_synchronous_standby_a_used_code_stays_used() {
     expect_event(&t, "auth_success", &[("user", user.name())]);
 
     fleet.primary().stop();
+    // Between the primary's end and the promotion only a read-only server
+    // is up, which target_session_attrs=read-write refuses: no login.
+    let t = login(fleet.host(1), &user, &code_next(&secret));
+    t.assert_rc(Op::Authenticate, PamCode::AUTHINFO_UNAVAIL);
+    expect_event(&t, "store_failure", &[("user", user.name())]);
     fleet.standby().expect("the standby was added").promote();
 
     let t = login(fleet.host(1), &user, &code);
