@@ -69,10 +69,12 @@ timing:
 	$(CARGO) test -p pam-mfa-e2e --locked --test timing -- --ignored --nocapture measure_the_failure_paths
 
 # Benchmarks pam_mfa.so against google-authenticator-libpam and pam_oath
-# through the real libpam (docs/benchmarks.md). As root; needs
-# libpam-google-authenticator, libpam-oath and gnuplot-nox. Writes
-# target/bench/{results.json,report.md,latency.png}; BENCH_ARGS passes
-# options to `pam-mfa-bench run` (e.g. BENCH_ARGS="--users 100,1000").
+# through the real libpam, and the PostgreSQL store against a libpq floor
+# (docs/benchmarks.md). As root; needs libpam-google-authenticator,
+# libpam-oath, gnuplot-nox, postgresql and libpq-dev. Writes
+# target/bench/{results.json,report.md,latency.png,postgres.json,postgres.md};
+# BENCH_ARGS passes options to `pam-mfa-bench run` (e.g.
+# BENCH_ARGS="--users 100,1000", or --no-postgres to leave the store out).
 BENCH_ARGS ?=
 
 bench:
