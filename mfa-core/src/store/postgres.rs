@@ -56,7 +56,6 @@ use tokio::time::Instant;
 use tokio_postgres::config::{SslMode as WireSslMode, TargetSessionAttrs};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
-use tokio_postgres::Statement;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::fsutil::{self, Access, FileError, FileTrust};
@@ -699,11 +698,10 @@ struct State {
     conn: Option<Conn>,
 }
 
-/// A live connection and the statements prepared on it.
+/// A live connection.
 struct Conn {
     client: tokio_postgres::Client,
     task: tokio::task::JoinHandle<()>,
-    statements: HashMap<&'static str, Statement>,
 }
 
 /// A lazily connected client. Each method is one store operation under one
@@ -1025,11 +1023,7 @@ async fn connect(settings: &Settings, deadline: Instant) -> Result<Conn, PgError
                         // The error is seen by the next statement on the client.
                         let _ = connection.await;
                     });
-                    return Ok(Conn {
-                        client,
-                        task,
-                        statements: HashMap::new(),
-                    });
+                    return Ok(Conn { client, task });
                 }
                 Err(e) => {
                     let kind = classify(&e);
@@ -1191,26 +1185,6 @@ fn statement_error(e: &tokio_postgres::Error, settings: &Settings) -> PgError {
     }
 }
 
-/// The statement `sql` prepared on this connection (prepared once per
-/// connection, so a login's read and update cost one round trip each).
-async fn statement(
-    conn: &mut Conn,
-    sql: &'static str,
-    types: &[Type],
-    settings: &Settings,
-) -> Result<Statement, PgError> {
-    if let Some(s) = conn.statements.get(sql) {
-        return Ok(s.clone());
-    }
-    let s = conn
-        .client
-        .prepare_typed(sql, types)
-        .await
-        .map_err(|e| statement_error(&e, settings))?;
-    conn.statements.insert(sql, s.clone());
-    Ok(s)
-}
-
 fn generation_param(new: &Row, name: &str) -> Result<i32, PgError> {
     i32::try_from(new.generation).map_err(|_| PgError::BadRow {
         name: name.to_string(),
@@ -1221,16 +1195,22 @@ fn generation_param(new: &Row, name: &str) -> Result<i32, PgError> {
     })
 }
 
+/// Runs one statement with its parameters typed by the caller: parse, bind
+/// and execute go to the server together, so each statement of a login
+/// (one read, one update) is one round trip, as with libpq's `PQexecParams`.
 async fn execute(
     conn: &mut Conn,
     req: &Request<'_>,
     settings: &Settings,
 ) -> Result<Response, PgError> {
     let fail = |e: tokio_postgres::Error| statement_error(&e, settings);
+    let client = &conn.client;
     match *req {
         Request::Read(name) => {
-            let st = statement(conn, SELECT_ROW, &[Type::TEXT], settings).await?;
-            let row = conn.client.query_opt(&st, &[&name]).await.map_err(fail)?;
+            let row = client
+                .query_typed_opt(SELECT_ROW, &[(&name, Type::TEXT)])
+                .await
+                .map_err(fail)?;
             match row {
                 None => Ok(Response::Row(None)),
                 Some(row) => decode_row(&row, name).map(|r| Response::Row(Some(r))),
@@ -1243,31 +1223,16 @@ async fn execute(
             by,
         } => {
             let generation = generation_param(new, name)?;
-            let st = statement(
-                conn,
-                UPDATE_ROW,
-                &[
-                    Type::TEXT,
-                    Type::INT8,
-                    Type::INT8,
-                    Type::INT4,
-                    Type::BYTEA,
-                    Type::TEXT,
-                ],
-                settings,
-            )
-            .await?;
-            let n = conn
-                .client
-                .execute(
-                    &st,
+            let n = client
+                .execute_typed(
+                    UPDATE_ROW,
                     &[
-                        &name,
-                        &expected,
-                        &new.version,
-                        &generation,
-                        &new.sealed,
-                        &by,
+                        (&name, Type::TEXT),
+                        (&expected, Type::INT8),
+                        (&new.version, Type::INT8),
+                        (&generation, Type::INT4),
+                        (&new.sealed, Type::BYTEA),
+                        (&by, Type::TEXT),
                     ],
                 )
                 .await
@@ -1276,30 +1241,34 @@ async fn execute(
         }
         Request::Create { name, new, by } => {
             let generation = generation_param(new, name)?;
-            let st = statement(
-                conn,
-                INSERT_ROW,
-                &[Type::TEXT, Type::INT8, Type::INT4, Type::BYTEA, Type::TEXT],
-                settings,
-            )
-            .await?;
-            let n = conn
-                .client
-                .execute(&st, &[&name, &new.version, &generation, &new.sealed, &by])
+            let n = client
+                .execute_typed(
+                    INSERT_ROW,
+                    &[
+                        (&name, Type::TEXT),
+                        (&new.version, Type::INT8),
+                        (&generation, Type::INT4),
+                        (&new.sealed, Type::BYTEA),
+                        (&by, Type::TEXT),
+                    ],
+                )
                 .await
                 .map_err(fail)?;
             Ok(Response::Changed(n == 1))
         }
         Request::Delete(name, None) => {
-            let st = statement(conn, DELETE_ROW, &[Type::TEXT], settings).await?;
-            let n = conn.client.execute(&st, &[&name]).await.map_err(fail)?;
+            let n = client
+                .execute_typed(DELETE_ROW, &[(&name, Type::TEXT)])
+                .await
+                .map_err(fail)?;
             Ok(Response::Changed(n == 1))
         }
         Request::Delete(name, Some(expected)) => {
-            let st = statement(conn, DELETE_ROW_AT, &[Type::TEXT, Type::INT8], settings).await?;
-            let n = conn
-                .client
-                .execute(&st, &[&name, &expected])
+            let n = client
+                .execute_typed(
+                    DELETE_ROW_AT,
+                    &[(&name, Type::TEXT), (&expected, Type::INT8)],
+                )
                 .await
                 .map_err(fail)?;
             Ok(Response::Changed(n == 1))
@@ -1310,10 +1279,9 @@ async fn execute(
 }
 
 async fn names(conn: &mut Conn, settings: &Settings) -> Result<Vec<String>, PgError> {
-    let st = statement(conn, SELECT_NAMES, &[], settings).await?;
     let rows = conn
         .client
-        .query(&st, &[])
+        .query_typed(SELECT_NAMES, &[])
         .await
         .map_err(|e| statement_error(&e, settings))?;
     let mut names = Vec::with_capacity(rows.len());
