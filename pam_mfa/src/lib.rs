@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use mfa_core::audit::{self, Event, EventKind};
 use mfa_core::clock::SystemClock;
 use mfa_core::config::{parse_module_args, Config, ModuleArgs};
-use mfa_core::flow::{self, Host, Outcome, Report, Request};
+use mfa_core::flow::{self, Host, HostError, Outcome, Report, Request};
 use mfa_core::fsutil::FileTrust;
 use pam::constants::{PamFlag, PamResultCode, PAM_SILENT};
 use pam::items::{RHost, Service, Tty};
@@ -141,9 +141,9 @@ fn begin<'h>(
 }
 
 impl Call<'_> {
-    fn host(&mut self) -> Result<Host, Setup> {
+    fn host(&mut self, user: &str) -> Result<Host, Setup> {
         let config = self.config()?;
-        self.open(config)
+        self.open(config, user)
     }
 
     /// Reads the configuration file and the arguments over it.
@@ -167,17 +167,26 @@ impl Call<'_> {
         Ok(config)
     }
 
-    /// Loads the key and checks the store that `config` names.
-    fn open(&mut self, config: Config) -> Result<Host, Setup> {
+    /// Loads the key and opens the store that `config` names. A failure is
+    /// logged as what it is: the key (`key_failure`), or the store
+    /// (`store_failure`: the state directory, or the PostgreSQL connection
+    /// file), with the user whose login it stops.
+    fn open(&mut self, config: Config, user: &str) -> Result<Host, Setup> {
         let hostname = nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "localhost".to_owned());
         let fail_delay = config.throttle.fail_delay_ms;
         let host = Host::open(config, FileTrust::ROOT, &hostname).map_err(|e| {
-            log(&Event::new(EventKind::KeyFailure)
-                .service(&self.service)
-                .reason(e));
+            let kind = match e {
+                HostError::Key(_) => EventKind::KeyFailure,
+                HostError::Store(_) => EventKind::StoreFailure,
+            };
+            let mut event = Event::new(kind).service(&self.service).reason(e);
+            if !user.is_empty() {
+                event = event.user(user);
+            }
+            log(&event);
             Setup::Host
         })?;
         ffi::fail_delay(self.handle, fail_delay);
@@ -225,7 +234,7 @@ fn authenticate(call: &mut Call<'_>) -> PamResultCode {
         log_all(&events);
         return pam_code(Ok(&outcome));
     }
-    let host = match call.open(config) {
+    let host = match call.open(config, &user) {
         Ok(h) => h,
         Err(e) => return pam_code(Err(&e)),
     };
@@ -262,11 +271,11 @@ fn account(call: &mut Call<'_>) -> PamResultCode {
         // Nothing was enrolled in this transaction: nothing to do.
         return PamResultCode::PAM_SUCCESS;
     };
-    let host = match call.host() {
+    let user = call.user().unwrap_or_default();
+    let host = match call.host(&user) {
         Ok(h) => h,
         Err(e) => return pam_code(Err(&e)),
     };
-    let user = call.user().unwrap_or_default();
     let mut prompter = ffi::conversation(call.handle).map(PamPrompter::new);
     let Report { outcome, events } = flow::complete_enrollment(
         &host,
