@@ -9,6 +9,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::{Condvar, Mutex};
 use std::thread;
@@ -546,6 +547,25 @@ fn a_server_certificate_from_another_ca_refuses_the_login() {
     let (line, took) = refused_by_the_store(&fleet, "mfa", &user, &code_now(&secret));
     eprintln!(
         "certificate from another CA: refused after {} ms ({line:?})",
+        ms(took)
+    );
+}
+
+#[test]
+fn an_unsafe_or_missing_connection_file_refuses_the_login_with_a_store_failure_line() {
+    let (fleet, user, secret) = failure_fleet("flconn");
+    let file = fleet.connection_file(1);
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644))
+        .expect("chmod the connection file");
+    let (line, took) = refused_by_the_store(&fleet, "mfa", &user, &code_now(&secret));
+    eprintln!(
+        "connection file mode 0644: refused after {} ms ({line:?})",
+        ms(took)
+    );
+    fs::remove_file(&file).expect("remove the connection file");
+    let (line, took) = refused_by_the_store(&fleet, "mfa", &user, &code_now(&secret));
+    eprintln!(
+        "connection file missing: refused after {} ms ({line:?})",
         ms(took)
     );
 }
