@@ -41,11 +41,11 @@ fn a_migrated_user_logs_in_on_every_host_and_a_code_used_before_the_move_stays_u
     let local = fleet.host(1);
     // Host 1 still keeps its records in files, and the user is enrolled there.
     local.write_config(FAST);
-    let user = TestUser::create("flmig");
-    let secret = MfaEnroll::new(local).enroll(&user).secret;
+    let alice = TestUser::create("flmig");
+    let secret = MfaEnroll::new(local).enroll(&alice).secret;
     let used = code_now(&secret);
-    login(local, &user, &used).assert_rc(Op::Authenticate, PamCode::SUCCESS);
-    let record = local.state_dir().join(user.uid().to_string());
+    login(local, &alice, &used).assert_rc(Op::Authenticate, PamCode::SUCCESS);
+    let record = local.state_dir().join(alice.uid().to_string());
     assert!(record.is_file(), "no local record at {}", record.display());
 
     // The administrator prepares host 1's new configuration beside the old
@@ -64,7 +64,7 @@ fn a_migrated_user_logs_in_on_every_host_and_a_code_used_before_the_move_stays_u
 
     let dry = mfa_enroll_with(local, &new_config, &["store", "migrate"]);
     dry.assert_success();
-    assert!(dry.stdout.contains(user.name()), "{dry}");
+    assert!(dry.stdout.contains(alice.name()), "{dry}");
     assert!(dry.stdout.contains("--apply"), "{dry}");
     assert_eq!(rows(&fleet), "0", "a dry run wrote a row\n{dry}");
 
@@ -77,17 +77,17 @@ fn a_migrated_user_logs_in_on_every_host_and_a_code_used_before_the_move_stays_u
 
     // On host 0, which never saw the user before, the code used on host 1
     // before the move is a replay, and a fresh one logs in.
-    let t = login(fleet.host(0), &user, &used);
+    let t = login(fleet.host(0), &alice, &used);
     t.assert_rc(Op::Authenticate, PamCode::AUTH_ERR);
-    expect_event(&t, "auth_replay", &[("user", user.name())]);
+    expect_event(&t, "auth_replay", &[("user", alice.name())]);
     let fresh = code_next(&secret);
-    let t = login(fleet.host(0), &user, &fresh);
+    let t = login(fleet.host(0), &alice, &fresh);
     t.assert_rc(Op::Authenticate, PamCode::SUCCESS);
-    expect_event(&t, "auth_success", &[("user", user.name())]);
+    expect_event(&t, "auth_success", &[("user", alice.name())]);
     // Host 1, now on the shared store, sees that use too.
-    let t = login(local, &user, &fresh);
+    let t = login(local, &alice, &fresh);
     t.assert_rc(Op::Authenticate, PamCode::AUTH_ERR);
-    expect_event(&t, "auth_replay", &[("user", user.name())]);
+    expect_event(&t, "auth_replay", &[("user", alice.name())]);
 
     // A second migration copies nothing and leaves the row as it is.
     let before = fleet
