@@ -1371,8 +1371,8 @@ fn tls_connector(settings: &Settings) -> Result<MakeRustlsConnect, String> {
         }
         (SslMode::VerifyCa | SslMode::Require, Some(roots)) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ChainOnly {
-                roots: Arc::new(roots),
+            .with_custom_certificate_verifier(Arc::new(WithoutHostName {
+                roots: Some(Arc::new(roots)),
                 provider,
             }))
             .with_no_client_auth(),
@@ -1380,7 +1380,10 @@ fn tls_connector(settings: &Settings) -> Result<MakeRustlsConnect, String> {
         // server's identity unchecked.
         (SslMode::Require, None) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unverified { provider }))
+            .with_custom_certificate_verifier(Arc::new(WithoutHostName {
+                roots: None,
+                provider,
+            }))
             .with_no_client_auth(),
         (mode @ (SslMode::VerifyCa | SslMode::VerifyFull), None) => {
             return Err(format!("sslmode={} needs sslrootcert", mode.name()))
@@ -1426,15 +1429,20 @@ fn load_roots(path: &Path, trust: FileTrust) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
-/// `verify-ca` (and `require` with a root certificate): the chain must lead
-/// to `sslrootcert`; the host name is not compared.
+/// The verifier of the modes that do not compare the host name:
+/// - `verify-ca` (and `require` with a root certificate): the chain must
+///   lead to `roots`;
+/// - libpq's `require` without a root certificate (`roots` is `None`): any
+///   certificate, so the session is encrypted to whoever holds its key.
+///
+/// The handshake signatures are checked in every mode.
 #[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
+struct WithoutHostName {
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for WithoutHostName {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -1443,69 +1451,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// libpq's `sslmode=require` without `sslrootcert`: any certificate; the
-/// handshake signatures are still checked, so the session is encrypted to
-/// whoever holds the certificate's key.
-#[derive(Debug)]
-struct Unverified {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(roots) = &self.roots {
+            let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
