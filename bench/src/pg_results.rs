@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::job::PamReport;
 use crate::pg_floor;
 use crate::results::Machine;
+use crate::stats::Summary;
 
 /// The TLS setting of a measurement, for the module and the floor alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,47 +31,6 @@ impl SslMode {
     }
 }
 
-/// Median, 90th and 99th percentile (nearest rank) of durations, in µs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Latency {
-    /// Samples.
-    pub count: usize,
-    /// Median (mean of the two middle samples for an even count).
-    pub median_us: f64,
-    /// 90th percentile.
-    pub p90_us: f64,
-    /// 99th percentile.
-    pub p99_us: f64,
-    /// Largest sample.
-    pub max_us: f64,
-}
-
-impl Latency {
-    /// Summarizes durations given in ns; all zero for none.
-    pub fn of_ns(samples: &[u64]) -> Latency {
-        if samples.is_empty() {
-            return Latency::default();
-        }
-        let mut sorted = samples.to_vec();
-        sorted.sort_unstable();
-        let us = |ns: u64| ns as f64 / 1000.0;
-        let n = sorted.len();
-        let median = if n % 2 == 1 {
-            us(sorted[n / 2])
-        } else {
-            f64::midpoint(us(sorted[n / 2 - 1]), us(sorted[n / 2]))
-        };
-        let rank = |pct: usize| us(sorted[(n * pct).div_ceil(100).max(1) - 1]);
-        Latency {
-            count: n,
-            median_us: median,
-            p90_us: rank(90),
-            p99_us: rank(99),
-            max_us: us(sorted[n - 1]),
-        }
-    }
-}
-
 /// Logins of two processes at once, over all rounds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PairFigures {
@@ -81,10 +41,10 @@ pub struct PairFigures {
     /// Return codes other than success, with counts.
     pub other_codes: BTreeMap<i32, usize>,
     /// The login: `pam_authenticate` (the floor: connect to goodbye).
-    pub login: Latency,
+    pub login: Summary,
     /// The whole PAM transaction (`pam_start` to `pam_end`); the floor's
     /// login again.
-    pub transaction: Latency,
+    pub transaction: Summary,
     /// Logins per second of both processes together: all logins over the
     /// sum of the rounds' spans (first start to last end).
     pub per_second: f64,
@@ -138,8 +98,8 @@ impl PairRounds {
             logins,
             successes: self.successes,
             other_codes: self.other_codes.clone(),
-            login: Latency::of_ns(&self.login_ns),
-            transaction: Latency::of_ns(&self.txn_ns),
+            login: Summary::of_ns(&self.login_ns),
+            transaction: Summary::of_ns(&self.txn_ns),
             per_second: if self.span_ns > 0 {
                 logins as f64 * 1e9 / self.span_ns as f64
             } else {
@@ -153,20 +113,20 @@ impl PairRounds {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FloorSteps {
     /// `PQconnectdb`: TCP, TLS, startup, SCRAM.
-    pub connect: Latency,
+    pub connect: Summary,
     /// The SELECT.
-    pub select: Latency,
+    pub select: Summary,
     /// The UPDATE, committed.
-    pub update: Latency,
+    pub update: Summary,
     /// `PQfinish`.
-    pub close: Latency,
+    pub close: Summary,
 }
 
 impl FloorSteps {
     /// The medians and percentiles of `samples`.
     pub fn of(samples: &[pg_floor::Sample]) -> FloorSteps {
         let of = |f: fn(&pg_floor::Sample) -> u64| {
-            Latency::of_ns(&samples.iter().map(f).collect::<Vec<_>>())
+            Summary::of_ns(&samples.iter().map(f).collect::<Vec<_>>())
         };
         FloorSteps {
             connect: of(|s| s.connect),
@@ -186,14 +146,14 @@ pub struct ClientSteps {
     pub variant: String,
     /// The read: runtime, name resolution, TCP, TLS, startup, SCRAM,
     /// preparing the SELECT, the SELECT.
-    pub read: Latency,
+    pub read: Summary,
     /// The version-checked UPDATE on the same connection (preparing it,
     /// then running it).
-    pub replace: Latency,
+    pub replace: Summary,
     /// Dropping the client: goodbye, connection task, runtime.
-    pub drop: Latency,
+    pub drop: Summary,
     /// All three.
-    pub total: Latency,
+    pub total: Summary,
 }
 
 /// One TLS setting's figures.
@@ -224,7 +184,7 @@ pub struct ModeResult {
     /// the client steps: the same conditions.
     pub floor_alone: FloorSteps,
     /// The floor's whole login in one process alone.
-    pub floor_alone_total: Latency,
+    pub floor_alone_total: Summary,
     /// The 1-minute load average before and after the rounds: what else
     /// the machine was doing.
     pub load_average: (f64, f64),
@@ -260,7 +220,7 @@ impl ClientSteps {
     /// The medians and percentiles of `samples` (read, replace, drop,
     /// total: ns).
     pub fn of(variant: &str, samples: &[[u64; 4]]) -> ClientSteps {
-        let of = |k: usize| Latency::of_ns(&samples.iter().map(|s| s[k]).collect::<Vec<_>>());
+        let of = |k: usize| Summary::of_ns(&samples.iter().map(|s| s[k]).collect::<Vec<_>>());
         ClientSteps {
             variant: variant.to_owned(),
             read: of(0),
@@ -271,7 +231,7 @@ impl ClientSteps {
     }
 }
 
-fn latency_row(out: &mut String, what: &str, l: &Latency, per_second: Option<f64>) {
+fn latency_row(out: &mut String, what: &str, l: &Summary, per_second: Option<f64>) {
     let rate = per_second.map_or_else(String::new, |r| format!("{r:.0}"));
     let _ = writeln!(
         out,
@@ -400,11 +360,11 @@ mod tests {
     #[test]
     fn percentiles_are_nearest_rank() {
         let samples: Vec<u64> = (1..=100).map(|i| i * 1000).collect();
-        let l = Latency::of_ns(&samples);
+        let l = Summary::of_ns(&samples);
         assert!((l.median_us - 50.5).abs() < 1e-9);
         assert!((l.p90_us - 90.0).abs() < 1e-9);
         assert!((l.p99_us - 99.0).abs() < 1e-9);
-        assert_eq!(Latency::of_ns(&[]), Latency::default());
+        assert_eq!(Summary::of_ns(&[]), Summary::default());
     }
 
     #[test]

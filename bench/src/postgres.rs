@@ -37,10 +37,11 @@ use crate::job::{Answer, PamReport, Task};
 use crate::machine;
 use crate::pg_floor;
 use crate::pg_results::{
-    markdown, ClientSteps, FloorSteps, Latency, ModeResult, PairRounds, PgResults, SslMode,
+    markdown, ClientSteps, FloorSteps, ModeResult, PairRounds, PgResults, SslMode,
 };
 use crate::population::{self, write_file, Layout, Population};
 use crate::run::{self, Freshness, Sampler, World};
+use crate::stats::Summary;
 
 /// The database the hosts share.
 const DATABASE: &str = "pam_mfa";
@@ -492,7 +493,7 @@ impl Bench<'_> {
             floor_steps: FloorSteps::of(&gathered.floor_samples),
             client_steps,
             floor_alone: FloorSteps::of(&alone),
-            floor_alone_total: Latency::of_ns(
+            floor_alone_total: Summary::of_ns(
                 &alone
                     .iter()
                     .map(pg_floor::Sample::total)

@@ -9,6 +9,9 @@ pub struct Summary {
     pub count: usize,
     /// Median (mean of the two middle samples for an even count).
     pub median_us: f64,
+    /// 90th percentile, nearest rank.
+    #[serde(default)]
+    pub p90_us: f64,
     /// 99th percentile, nearest rank.
     pub p99_us: f64,
     /// Arithmetic mean.
@@ -34,12 +37,13 @@ impl Summary {
         } else {
             f64::midpoint(us(sorted[n / 2 - 1]), us(sorted[n / 2]))
         };
-        // Nearest rank: the smallest sample with at least 99% at or below it.
-        let rank = (n * 99).div_ceil(100).max(1);
+        // Nearest rank: the smallest sample with at least pct% at or below it.
+        let rank = |pct: usize| us(sorted[(n * pct).div_ceil(100).max(1) - 1]);
         Summary {
             count: n,
             median_us: median,
-            p99_us: us(sorted[rank - 1]),
+            p90_us: rank(90),
+            p99_us: rank(99),
             mean_us: sorted.iter().map(|&s| us(s)).sum::<f64>() / n as f64,
             min_us: us(sorted[0]),
             max_us: us(sorted[n - 1]),
