@@ -231,7 +231,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
                 return self.finish(o, e);
             }
         };
-        self.verify_answer(snapshot, &answer)
+        self.verify_answer(uid, snapshot, &answer)
     }
 
     /// Verifies the answer against the record read before the prompt and
@@ -240,15 +240,14 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
     /// record is read again and the answer judged again. Only then is the
     /// result revealed. A self-service request found before the prompt is
     /// checked and applied in the same commit as the login (SECURITY 26).
-    fn verify_answer(mut self, snapshot: Snapshot, answer: &[u8]) -> Report {
+    fn verify_answer(mut self, uid: u32, snapshot: Snapshot, answer: &[u8]) -> Report {
         let host = self.host;
-        let uid = snapshot.owner().uid().unwrap_or(crate::store::NO_UID);
         let now = self.clock.now();
         let may_print = self.may_print();
         let decided = {
             let this = &self;
             host.store.transact(snapshot, &host.keys, |snap| {
-                this.decide(snap, answer, may_print, now)
+                this.decide(uid, snap, answer, may_print, now)
             })
         };
         let decided = match decided {
@@ -316,6 +315,7 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
     /// on the fresh record, when the commit loses to another login.
     fn decide(
         &self,
+        uid: u32,
         snapshot: &Snapshot,
         answer: &[u8],
         may_print: bool,
@@ -325,7 +325,6 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
             return Decision::Keep(Decided::Removed);
         };
         let mut record = record.clone();
-        let uid = snapshot.owner().uid().unwrap_or(crate::store::NO_UID);
         // Another session may have failed meanwhile: gate on this record.
         if let Some(closed) = self.closed_gate(uid, &record, now) {
             return Decision::Keep(Decided::Closed(closed));

@@ -78,11 +78,8 @@ impl<P: Prompter, D: Directory, C: Clock> Flow<'_, P, D, C> {
             self.events.push(e);
         }
         self.pending = self.search_pending(account.uid);
-        if snapshot.record().is_some() {
-            self.enrolled(account, snapshot, policy)
-        } else {
-            self.not_enrolled(account, policy)
-        }
+        // An absent record is "not enrolled"; enrolled() hands it over.
+        self.enrolled(account, snapshot, policy)
     }
 
     /// Looks for the user's self-service enrollment; everything passed over

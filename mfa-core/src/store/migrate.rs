@@ -277,7 +277,8 @@ mod tests {
     use std::path::PathBuf;
     use std::sync::{Arc, Mutex};
 
-    use super::super::rows::{RowClient, RowStore, SealedRow};
+    use super::super::postgres::Row;
+    use super::super::rows::{RowClient, RowStore};
     use super::super::Backend;
     use super::*;
     use crate::fsutil::FileTrust;
@@ -289,11 +290,11 @@ mod tests {
     /// make it fail.
     #[derive(Default)]
     struct Table {
-        rows: BTreeMap<String, SealedRow>,
+        rows: BTreeMap<String, Row>,
         /// Every statement fails, as with the server down.
         down: bool,
         /// A row appears for this name just before its insert runs.
-        raced: Option<(String, SealedRow)>,
+        raced: Option<(String, Row)>,
         /// Inserts run.
         inserts: usize,
         /// Reads that still succeed before the server goes down.
@@ -310,7 +311,7 @@ mod tests {
     }
 
     impl RowClient for FakeClient {
-        fn read(&self, name: &str) -> Result<Option<SealedRow>, BackendError> {
+        fn read(&self, name: &str) -> Result<Option<Row>, BackendError> {
             let mut t = self.0.lock().unwrap();
             match &mut t.reads_left {
                 Some(0) => t.down = true,
@@ -327,7 +328,7 @@ mod tests {
             &self,
             name: &str,
             expected: i64,
-            new: &SealedRow,
+            new: &Row,
             _by: &str,
         ) -> Result<bool, BackendError> {
             let mut t = self.0.lock().unwrap();
@@ -343,7 +344,7 @@ mod tests {
             }
         }
 
-        fn create(&self, name: &str, new: &SealedRow, _by: &str) -> Result<bool, BackendError> {
+        fn create(&self, name: &str, new: &Row, _by: &str) -> Result<bool, BackendError> {
             let mut t = self.0.lock().unwrap();
             if t.down {
                 return Err(down());

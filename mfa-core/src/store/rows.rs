@@ -5,19 +5,11 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::postgres::Row;
 use super::seal::{self, Binding, Slot};
 use super::{Owner, StoreError, Version};
 use crate::keys::{Generation, MasterKey};
 use crate::record::Record;
-
-/// One row as stored: the version it was written at, the key generation
-/// its seal names, and the sealed record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct SealedRow {
-    pub version: i64,
-    pub generation: Generation,
-    pub sealed: Vec<u8>,
-}
 
 type BackendError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -25,17 +17,12 @@ type BackendError = Box<dyn std::error::Error + Send + Sync>;
 /// against the server, each under one deadline.
 pub(crate) trait RowClient: Send + Sync {
     /// The row of `name`, if there is one.
-    fn read(&self, name: &str) -> Result<Option<SealedRow>, BackendError>;
+    fn read(&self, name: &str) -> Result<Option<Row>, BackendError>;
     /// Replaces the row of `name` if its version is still `expected`.
-    fn replace(
-        &self,
-        name: &str,
-        expected: i64,
-        new: &SealedRow,
-        by: &str,
-    ) -> Result<bool, BackendError>;
+    fn replace(&self, name: &str, expected: i64, new: &Row, by: &str)
+        -> Result<bool, BackendError>;
     /// Inserts the row of `name` unless one exists.
-    fn create(&self, name: &str, new: &SealedRow, by: &str) -> Result<bool, BackendError>;
+    fn create(&self, name: &str, new: &Row, by: &str) -> Result<bool, BackendError>;
     /// Deletes the row of `name` (if still at `expected`, when given).
     fn delete(&self, name: &str, expected: Option<i64>) -> Result<bool, BackendError>;
     /// Every name with a row, sorted.
@@ -45,38 +32,24 @@ pub(crate) trait RowClient: Send + Sync {
 }
 
 impl RowClient for super::postgres::Client {
-    fn read(&self, name: &str) -> Result<Option<SealedRow>, BackendError> {
-        let row = super::postgres::Client::read(self, name)?;
-        Ok(row.map(|r| SealedRow {
-            version: r.version,
-            generation: r.generation,
-            sealed: r.sealed,
-        }))
+    fn read(&self, name: &str) -> Result<Option<Row>, BackendError> {
+        Ok(super::postgres::Client::read(self, name)?)
     }
 
     fn replace(
         &self,
         name: &str,
         expected: i64,
-        new: &SealedRow,
+        new: &Row,
         by: &str,
     ) -> Result<bool, BackendError> {
         Ok(super::postgres::Client::replace(
-            self,
-            name,
-            expected,
-            &pg_row(new),
-            by,
+            self, name, expected, new, by,
         )?)
     }
 
-    fn create(&self, name: &str, new: &SealedRow, by: &str) -> Result<bool, BackendError> {
-        Ok(super::postgres::Client::create(
-            self,
-            name,
-            &pg_row(new),
-            by,
-        )?)
+    fn create(&self, name: &str, new: &Row, by: &str) -> Result<bool, BackendError> {
+        Ok(super::postgres::Client::create(self, name, new, by)?)
     }
 
     fn delete(&self, name: &str, expected: Option<i64>) -> Result<bool, BackendError> {
@@ -89,14 +62,6 @@ impl RowClient for super::postgres::Client {
 
     fn describe(&self) -> String {
         self.settings().describe()
-    }
-}
-
-fn pg_row(row: &SealedRow) -> super::postgres::Row {
-    super::postgres::Row {
-        version: row.version,
-        generation: row.generation,
-        sealed: row.sealed.clone(),
     }
 }
 
@@ -186,7 +151,7 @@ impl RowStore {
 /// Opens a row: the seal must name the row's own version and generation
 /// (both are in the AAD), so a row copied to another name, or given
 /// another version, does not open.
-fn open_row(name: &str, row: &SealedRow, keys: &MasterKey) -> Result<Record, StoreError> {
+fn open_row(name: &str, row: &Row, keys: &MasterKey) -> Result<Record, StoreError> {
     let unusable = |reason: String, generation: Option<Generation>| StoreError::Row {
         name: name.to_owned(),
         reason,
@@ -260,7 +225,7 @@ impl RowState<'_> {
         let key = keys.active_store_key();
         let seq = u64::try_from(next).unwrap_or(u64::MAX);
         let sealed = seal::seal(key, Binding::Name(&self.name), seq, &plaintext, 0)?;
-        let row = SealedRow {
+        let row = Row {
             version: next,
             generation: key.generation(),
             sealed: sealed.to_vec(),
