@@ -359,8 +359,8 @@ impl fmt::Display for Owner {
 /// which POSIX reserves and no account has.
 pub const NO_UID: u32 = u32::MAX;
 
-/// How many times a login reads and decides again after losing a
-/// compare-and-set before it gives up (and denies).
+/// How many times a login on the PostgreSQL store reads and decides again
+/// after losing a compare-and-set before it gives up (and denies).
 pub const MAX_ATTEMPTS: u32 = 4;
 
 /// Where the records are, and how they are reached.
@@ -627,61 +627,22 @@ impl Store {
         Ok(state.snapshot())
     }
 
-    /// Commits `record` over `snapshot` if the stored record is still the
-    /// one the snapshot saw; otherwise returns the fresh snapshot (read in
-    /// the same step) for the caller to decide again.
-    fn compare_and_set(
-        &self,
-        snapshot: &Snapshot,
-        record: &Record,
-        keys: &MasterKey,
-    ) -> Result<Result<(), Snapshot>, StoreError> {
-        let owner = &snapshot.owner;
-        let mut state = match &self.backend {
-            // Under the user's lock: read the file again and compare.
-            Backend::Files(f) => {
-                let state = UserState {
-                    owner: owner.clone(),
-                    inner: Inner::Files(f.open_user(files_key(owner)?, keys)?),
-                };
-                if state.version() != snapshot.version {
-                    return Ok(Err(state.snapshot()));
-                }
-                state
-            }
-            // The server compares: one version-checked statement, and a
-            // read only when it finds the row changed.
-            Backend::Rows(r) => {
-                let version = match snapshot.version {
-                    Version::Row(v) => Some(v),
-                    _ => None,
-                };
-                UserState {
-                    owner: owner.clone(),
-                    inner: Inner::Rows(r.at_version(
-                        rows_key(owner)?,
-                        version,
-                        snapshot.record.clone(),
-                    )),
-                }
-            }
-        };
-        match state.commit(record, keys) {
-            Ok(_) => Ok(Ok(())),
-            Err(StoreError::Conflict { .. }) => Ok(Err(self.read(snapshot.owner.clone(), keys)?)),
-            Err(e) => Err(e),
-        }
-    }
-
     /// A login's transaction: `decide` looks at the snapshot and says what
-    /// to write; the write commits only over the record `decide` saw. When
-    /// another login (on this host or another) committed first, the record
-    /// is read again and `decide` runs again on it, up to [`MAX_ATTEMPTS`]
-    /// times. The answer is returned only once its write is durable.
+    /// to write; the write commits only over the record `decide` saw.
+    ///
+    /// - Files: the commit takes the user's lock and reads the file again.
+    ///   If another login committed since the snapshot, `decide` runs again
+    ///   on the record just read, still under the lock, where nothing else
+    ///   can commit: at most two decisions, never a lost commit.
+    /// - PostgreSQL: the server compares the version. When another login
+    ///   (on any host) won, the row is read again and `decide` runs again
+    ///   on it, up to [`MAX_ATTEMPTS`] times.
+    ///
+    /// The answer is returned only once its write is durable.
     ///
     /// # Errors
     /// Any [`StoreError`] of the read or the write, or
-    /// [`StoreError::Contended`] when every attempt lost.
+    /// [`StoreError::Contended`] when every attempt on PostgreSQL lost.
     pub fn transact<T>(
         &self,
         snapshot: Snapshot,
@@ -690,14 +651,52 @@ impl Store {
     ) -> Result<T, StoreError> {
         let mut snapshot = snapshot;
         for _ in 0..MAX_ATTEMPTS {
-            match decide(&snapshot) {
+            let (record, answer) = match decide(&snapshot) {
                 Decision::Keep(answer) => return Ok(answer),
-                Decision::Write(record, answer) => {
-                    match self.compare_and_set(&snapshot, &record, keys)? {
-                        Ok(()) => return Ok(answer),
-                        Err(fresh) => snapshot = fresh,
+                Decision::Write(record, answer) => (record, answer),
+            };
+            let owner = &snapshot.owner;
+            let mut state = match &self.backend {
+                Backend::Files(f) => {
+                    let mut state = UserState {
+                        owner: owner.clone(),
+                        inner: Inner::Files(f.open_user(files_key(owner)?, keys)?),
+                    };
+                    if state.version() == snapshot.version {
+                        state.commit(&record, keys)?;
+                        return Ok(answer);
+                    }
+                    return match decide(&state.snapshot()) {
+                        Decision::Keep(answer) => Ok(answer),
+                        Decision::Write(record, answer) => {
+                            state.commit(&record, keys)?;
+                            Ok(answer)
+                        }
+                    };
+                }
+                // One version-checked statement; a read only when the
+                // server finds the row changed.
+                Backend::Rows(r) => {
+                    let version = match snapshot.version {
+                        Version::Row(v) => Some(v),
+                        _ => None,
+                    };
+                    UserState {
+                        owner: owner.clone(),
+                        inner: Inner::Rows(r.at_version(
+                            rows_key(owner)?,
+                            version,
+                            snapshot.record.clone(),
+                        )),
                     }
                 }
+            };
+            match state.commit(&record, keys) {
+                Ok(_) => return Ok(answer),
+                Err(StoreError::Conflict { .. }) => {
+                    snapshot = self.read(snapshot.owner.clone(), keys)?;
+                }
+                Err(e) => return Err(e),
             }
         }
         Err(StoreError::Contended {
@@ -864,5 +863,74 @@ impl UserState<'_> {
             Inner::Files(s) => s.remove(),
             Inner::Rows(s) => s.remove(&self.owner),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::postgres::Row;
+    use super::rows::{RowClient, RowStore};
+    use super::*;
+
+    type BackendError = Box<dyn std::error::Error + Send + Sync>;
+
+    /// One row that another host always changes first: every
+    /// version-checked update finds no row at the version read.
+    #[derive(Default)]
+    struct AlwaysBeaten(Mutex<Option<Row>>);
+
+    impl RowClient for AlwaysBeaten {
+        fn read(&self, _name: &str) -> Result<Option<Row>, BackendError> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+        fn replace(&self, _: &str, _: i64, _: &Row, _: &str) -> Result<bool, BackendError> {
+            Ok(false)
+        }
+        fn create(&self, _name: &str, new: &Row, _by: &str) -> Result<bool, BackendError> {
+            *self.0.lock().unwrap() = Some(new.clone());
+            Ok(true)
+        }
+        fn delete(&self, _: &str, _: Option<i64>) -> Result<bool, BackendError> {
+            Ok(false)
+        }
+        fn names(&self) -> Result<Vec<String>, BackendError> {
+            Ok(vec!["alice".to_owned()])
+        }
+        fn describe(&self) -> String {
+            "db.example:5432".to_owned()
+        }
+    }
+
+    #[test]
+    fn a_row_that_keeps_changing_is_given_up_after_the_last_attempt() {
+        let keys = MasterKey::generate(1_700_000_000).unwrap();
+        let store = Store {
+            backend: Backend::Rows(RowStore::new(
+                Box::new(AlwaysBeaten::default()),
+                PathBuf::from("/nonexistent"),
+                "host-a",
+            )),
+        };
+        let alice = Owner::named("alice");
+        let mut state = store.open_user(alice.clone(), &keys).unwrap();
+        state
+            .rewrite(&Record::new("alice", 1_700_000_000), &keys)
+            .unwrap();
+        let snapshot = store.read(alice, &keys).unwrap();
+        let mut decisions = 0;
+        let err = store
+            .transact(snapshot, &keys, |snap| {
+                decisions += 1;
+                Decision::Write(snap.record().unwrap().clone(), ())
+            })
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Contended { attempts, .. } if attempts == MAX_ATTEMPTS),
+            "{err}"
+        );
+        assert_eq!(decisions, MAX_ATTEMPTS);
+        assert!(err.to_string().contains("nothing was written"), "{err}");
     }
 }
